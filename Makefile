@@ -1,0 +1,36 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup test demo demo-quick lint bench clean
+
+# torch is installed first and pinned: the CPU wheel on our machines, never a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[dev,train,docker]"
+	$(PY) -c "import torch, gymnasium, typer, pivot_envs, verifiers, agents, sandboxes"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/pivotrl demo
+
+demo-quick: setup
+	$(VENV)/bin/pivotrl demo --quick
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(VENV)/bin/pivotrl bench --out runs/bench.json
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

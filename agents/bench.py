@@ -1,0 +1,52 @@
+"""Performance figures (``pivotrl bench``): measured side by side in one run, reported as ratios.
+
+* reset to turn k: snapshot-cached restore vs replay from turn 0, for k in {1, 4, 16, 64};
+* in-process fork latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pivot_envs.core import TrajectoryEnv
+from pivot_envs.trajectory import record_from_dict
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def bench_reset(ks: Sequence[int] = (1, 4, 16, 64), repeats: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Median reset latency at each k, cached vs replayed from turn 0, on one long tool-use conversation."""
+    from pivot_envs.domains.tool_use.expert import generate_long
+
+    traj = record_from_dict(generate_long(24, seed=seed))
+    if traj.num_turns <= max(ks):
+        raise RuntimeError(f"the benchmark conversation has {traj.num_turns} turns; need more than {max(ks)}")
+    cached = TrajectoryEnv([traj], domain="tool_use")
+    replay = TrajectoryEnv([traj], domain="tool_use", cache_size=0)
+    rows = []
+    for k in ks:
+        opts = {"trajectory": traj.id, "turn": k}
+        cached.reset(options=opts)  # warm: the first reset replays and fills the cache
+        c = _median_ms(lambda o=opts: cached.reset(options=o), repeats)
+        r = _median_ms(lambda o=opts: replay.reset(options=o), repeats)
+        rows.append({"k": k, "cached_ms": round(c, 4), "replay_ms": round(r, 4), "speedup": round(r / c, 2)})
+    cached.reset(options={"trajectory": traj.id, "turn": max(ks)})
+    fork_ms = _median_ms(lambda: [sb.close() for sb in cached.sandbox.fork(1)], repeats)
+    cached.close()
+    replay.close()
+    return {"benchmark": "reset_latency", "trajectory_turns": traj.num_turns, "repeats": repeats,
+            "rows": rows, "inprocess_fork_ms": round(fork_ms, 4)}
+
+
+def run_all(repeats: int = 20) -> dict[str, Any]:
+    return {"reset": bench_reset(repeats=repeats)}

@@ -1,0 +1,190 @@
+"""The ``pivotrl`` command line (typer + rich). The contract is in the project's DESIGN.md."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="pivotrl: expert trajectories -> Gymnasium environments -> PivotRL post-training.",
+                  no_args_is_help=True, add_completion=False)
+envs_app = typer.Typer(help="Registered environments.", no_args_is_help=True)
+data_app = typer.Typer(help="Validate, convert, inspect and generate trajectory files.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+app.add_typer(data_app, name="data")
+console = Console()
+err = Console(stderr=True)
+
+
+@envs_app.command("list")
+def envs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the registered environment ids and their domains."""
+    from pivot_envs.registration import list_domains
+
+    rows = []
+    for d in list_domains():
+        path = d.data_path()
+        rows.append({"id": d.env_id, "domain": d.name, "description": d.description, "verifier": d.verifier,
+                     "bundled_data": str(path) if path else None})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="pivotrl environments")
+    for col in ("id", "domain", "verifier", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["domain"], r["verifier"], r["description"])
+    console.print(table)
+
+
+@data_app.command("validate")
+def data_validate(path: Path = typer.Argument(..., help="A JSONL file of trajectory records."),
+                  strict: bool = typer.Option(False, help="Stop at the first bad record.")) -> None:
+    """Check every record; report each problem with file, line and field. Exit 1 if any."""
+    from pivot_envs.trajectory import TrajectoryError, load_trajectories
+
+    try:
+        result = load_trajectories(path, strict=strict)
+    except (TrajectoryError, FileNotFoundError) as exc:
+        err.print(f"[red]invalid:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for e in result.errors:
+        err.print(f"[red]error[/red] {e}")
+    bad_lines = len({e.line for e in result.errors})
+    console.print(f"{len(result)} valid record(s), {bad_lines} invalid line(s) in {path}")
+    if result.errors:
+        raise typer.Exit(1)
+
+
+@data_app.command("convert")
+def data_convert(in_path: Path = typer.Argument(..., help="Input JSONL."),
+                 out_path: Path = typer.Argument(..., help="Output JSONL (canonical OpenAI chat records)."),
+                 fmt: str = typer.Option("auto", "--from", help="openai | nemo_gym | sharegpt | auto"),
+                 strict: bool = typer.Option(False, help="Stop at the first bad line.")) -> None:
+    """Convert another trajectory format into canonical records."""
+    from pivot_envs.convert import convert_file
+    from pivot_envs.trajectory import TrajectoryError
+
+    try:
+        report = convert_file(in_path, out_path, fmt, strict=strict)
+    except (TrajectoryError, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for e in report.errors:
+        err.print(f"[red]skipped[/red] {e}")
+    console.print(f"converted {report.converted} record(s) to {out_path}; {len(report.errors)} problem(s)")
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@data_app.command("stats")
+def data_stats(path: Path = typer.Argument(..., help="A JSONL file of trajectory records."),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Counts: records, turns, tool calls per tool, and what candidate cleaning drops."""
+    from pivot_envs.trajectory import extract_candidates, load_trajectories
+
+    result = load_trajectories(path)
+    records = result.trajectories
+    tools: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    for t in records:
+        for k in range(t.num_turns):
+            a = t.action(k)
+            kinds[a.kind] += 1
+            tools.update(c.name for c in a.tool_calls)
+    _, drops = extract_candidates(records)
+    turns = [t.num_turns for t in records]
+    stats = {
+        "records": len(records), "invalid_records": len({e.line for e in result.errors}),
+        "domains": dict(Counter(t.domain for t in records)),
+        "turns": sum(turns), "turns_per_record": {"min": min(turns, default=0), "max": max(turns, default=0),
+                                                  "mean": round(sum(turns) / max(len(turns), 1), 2)},
+        "turn_kinds": dict(kinds), "tool_calls": dict(tools.most_common()),
+        "candidates": drops.get("kept", 0), "dropped": {k: v for k, v in drops.items() if k != "kept"},
+    }
+    if as_json:
+        print(json.dumps(stats, indent=2))
+        return
+    table = Table(title=f"{path}", show_header=False)
+    for key, value in stats.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@data_app.command("candidates")
+def data_candidates(path: Path = typer.Argument(..., help="A JSONL file of trajectory records."),
+                    out: Path = typer.Option(..., "--out", help="Where to write candidate rows (JSONL)."),
+                    drop_unknown_tool: bool = typer.Option(True, help="Drop calls to tools not in `tools`."),
+                    drop_tool_errors: bool = typer.Option(True, help="Drop turns whose tool output was an error."),
+                    drop_doom_loops: bool = typer.Option(True, help="Drop 3rd+ identical consecutive calls."),
+                    drop_multi_call: bool = typer.Option(False, help="Drop turns with several tool calls.")) -> None:
+    """Extract pivot candidates {trajectory_id, turn, depth, action} with cleaning counts."""
+    from pivot_envs.trajectory import CandidateOptions, extract_candidates, load_trajectories
+
+    opts = CandidateOptions(drop_unknown_tool, drop_tool_errors, drop_doom_loops, drop_multi_call)
+    cands, drops = extract_candidates(load_trajectories(path).trajectories, opts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for c in cands:
+            fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    dropped = ", ".join(f"{k}: {v}" for k, v in drops.items() if k != "kept") or "nothing"
+    console.print(f"{len(cands)} candidate(s) written to {out}; dropped {dropped}")
+
+
+@data_app.command("generate")
+def data_generate(out: Path = typer.Argument(..., help="Output JSONL."),
+                  domain: str = typer.Option("tool_use", help="Domain whose expert generates the data."),
+                  n: int = typer.Option(200, "-n", "--n", min=1, help="Number of trajectories."),
+                  seed: int = typer.Option(0, help="Random seed (same seed, same file).")) -> None:
+    """Generate expert trajectories with a domain's programmatic expert."""
+    if domain != "tool_use":
+        err.print(f"[red]error:[/red] no generator for domain {domain!r}; available: tool_use")
+        raise typer.Exit(1)
+    from pivot_envs.domains.tool_use.expert import generate_file
+
+    count = generate_file(out, n, seed=seed)
+    console.print(f"wrote {count} trajectories to {out}")
+
+
+@app.command("demo")
+def demo(quick: bool = typer.Option(False, "--quick", help="A few trajectories per domain (seconds)."),
+         out: Path = typer.Option(Path("runs/demo"), help="Where the report is written."),
+         seed: int = typer.Option(0, help="Random seed.")) -> None:
+    """Run the pipeline on the bundled data on CPU and print a per-domain table."""
+    from agents.demo import run_demo
+
+    run_demo(out, quick=quick, seed=seed, console=console)
+
+
+@app.command("bench")
+def bench(out: Path | None = typer.Option(None, "--out", help="Also write the JSON here."),
+          repeats: int = typer.Option(20, min=1, help="Repetitions per measurement (median is reported).")) -> None:
+    """Measure performance figures and print them as JSON."""
+    from agents.bench import run_all
+
+    result = run_all(repeats=repeats)
+    text = json.dumps(result, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

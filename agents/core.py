@@ -1,0 +1,74 @@
+"""The policy contract: sample assistant turns for a batch of chat states.
+
+A policy maps observations of a :class:`~pivot_envs.core.TrajectoryEnv` (``{"messages", "tools"}``) to
+``n`` sampled assistant turns each, as raw text in the domain's tool-call format. Model-backed policies
+(HF, vLLM, OpenAI-compatible) also return token ids and log-probabilities for training.
+
+Policy SPEC strings (``pivotrl eval --policy SPEC``): ``replay``, ``random``, ``hf:PATH_OR_ID``,
+``vllm:PATH_OR_ID``, ``openai:BASE_URL#MODEL``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled assistant turn.
+
+    Attributes:
+        text: The raw turn text (Hermes tool-call format for tool calls).
+        token_ids: Generated token ids, for model-backed policies.
+        logprobs: Log-probability of each generated token under the sampling policy.
+    """
+
+    text: str
+    token_ids: tuple[int, ...] | None = None
+    logprobs: tuple[float, ...] | None = None
+
+
+class Policy(ABC):
+    """Samples assistant turns. Subclasses implement :meth:`sample`."""
+
+    name: str = "policy"
+
+    @abstractmethod
+    def sample(self, observations: Sequence[dict[str, Any]], n: int = 1) -> list[list[Sample]]:
+        """Return ``n`` samples for each observation (outer list aligned with ``observations``)."""
+
+    def act(self, observation: dict[str, Any]) -> str:
+        """One turn for one observation (the first sample)."""
+        return self.sample([observation], n=1)[0][0].text
+
+
+class PolicySpecError(ValueError):
+    """A policy SPEC string that cannot be turned into a policy."""
+
+
+SPEC_FORMS = ("replay", "random", "hf:PATH_OR_ID", "vllm:PATH_OR_ID", "openai:BASE_URL#MODEL")
+
+
+def make_policy(spec: str, *, trajectories: Sequence[Any] = (), seed: int = 0) -> Policy:
+    """Build a policy from a SPEC string.
+
+    ``replay`` needs the trajectories whose demonstrations it plays back.
+    """
+    kind, _, target = spec.partition(":")
+    if spec == "replay":
+        from agents.policies.replay import ReplayAgent
+
+        return ReplayAgent(trajectories)
+    if spec == "random":
+        from agents.policies.random import RandomAgent
+
+        return RandomAgent(seed=seed)
+    if kind in ("hf", "vllm", "openai") and target:
+        raise PolicySpecError(
+            f"policy {spec!r}: model-backed policies ({kind}:) come with the PivotRL agent and are not in this "
+            "version yet; use 'replay' or 'random'."
+        )
+    raise PolicySpecError(f"unknown policy SPEC {spec!r}; expected one of: {', '.join(SPEC_FORMS)}")

@@ -1,0 +1,388 @@
+"""TrajectoryEnv: each expert trajectory becomes a Gymnasium environment that can restore any turn.
+
+>>> import gymnasium as gym, pivot_envs
+>>> env = gym.make("pivot/ToolUse-v0")
+>>> obs, info = env.reset(seed=0, options={"turn": 2})
+>>> obs, reward, terminated, truncated, info = env.step(env.unwrapped.expected_action().to_text())
+>>> reward, terminated, info["verdict"].category
+(1.0, True, 'EQUIVALENT')
+
+Turn ``k`` is the k-th assistant message of the record (0-based). ``reset(options={"trajectory": id,
+"turn": k})`` gives the message prefix before turn k *and* a sandbox in the state the demonstration had
+there: the recorded actions 0..k-1 are replayed through the sandbox, each result is compared with the
+recorded tool output (mismatches are listed in ``info["divergence"]``; ``strict=True`` raises), and a
+snapshot is cached under the hash of (env spec, actions[:k]) so trajectories that share a prefix share
+snapshots and a second reset to the same turn costs one restore.
+
+Two modes:
+
+* ``mode="pivot"``: one step; reward = the verifier's score of the action against the demonstrated one;
+  ``info["verdict"]`` is the :class:`~verifiers.core.Verdict`. This is PivotRL's local rollout.
+* ``mode="episode"``: tool calls run in the sandbox and their outputs come back as observations; when the
+  agent talks to the user, the next recorded user turn is replayed (``info["user"] == "replayed"``); the
+  episode ends when no user turn is left (reward = the task's outcome) or after ``max_turns``
+  (truncated).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from pivot_envs.actions import Action
+from pivot_envs.domain import Domain
+from pivot_envs.spaces import AssistantTurn, Chat
+from pivot_envs.trajectory import Trajectory, content_text, load_trajectories
+from sandboxes.core import Sandbox, Snapshot, canonical_json
+from verifiers.core import Verdict, Verifier, VerifyContext, make_verifier
+
+MODES = ("pivot", "episode")
+
+
+class RestoreDivergenceError(RuntimeError):
+    """Replaying a demonstration did not reproduce a recorded tool output (raised in strict mode)."""
+
+    def __init__(self, trajectory_id: str, divergence: dict[str, Any]):
+        super().__init__(
+            f"trajectory {trajectory_id!r}, turn {divergence['turn']}: replay gave {divergence['got']!r}, "
+            f"recorded {divergence['expected']!r}. The environment spec or the tools differ from the ones "
+            "that produced the record; pass strict=False to continue with the replayed state."
+        )
+        self.trajectory_id = trajectory_id
+        self.divergence = divergence
+
+
+def outputs_match(recorded: str, produced: str) -> bool:
+    """Tool outputs agree when equal after stripping, or equal as parsed JSON."""
+    a, b = recorded.strip(), produced.strip()
+    if a == b:
+        return True
+    try:
+        return json.loads(a) == json.loads(b)
+    except (json.JSONDecodeError, ValueError):
+        return False
+
+
+class SnapshotCache:
+    """LRU map from prefix hash to sandbox snapshot, shared by an env and its forks."""
+
+    def __init__(self, max_size: int = 4096):
+        self.max_size = max_size
+        self._items: OrderedDict[str, Snapshot] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> Snapshot | None:
+        snap = self._items.get(key)
+        if snap is not None:
+            self._items.move_to_end(key)
+        return snap
+
+    def put(self, key: str, snap: Snapshot) -> None:
+        self._items[key] = snap
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_size:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class TrajectoryEnv(gym.Env[dict, str]):
+    """A Gymnasium env over a set of trajectories of one domain (see the module docstring).
+
+    Args:
+        trajectories: A JSONL path, a list of :class:`Trajectory`, or None for the domain's bundled data.
+        domain: A registered domain name or env id, or a :class:`Domain`. Records whose own ``domain`` is
+            registered use that domain; others use this one.
+        mode: ``"pivot"`` or ``"episode"``.
+        verifier: Verifier name or instance; default = the domain's.
+        strict: Raise :class:`RestoreDivergenceError` when a replay differs from the record.
+        max_turns: Episode-mode turn budget; default twice the demonstration's remaining turns plus 2.
+        cache_size: Snapshot cache capacity (0 disables caching: every reset replays from turn 0).
+        render_mode: None or ``"ansi"``.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        trajectories: str | Path | Sequence[Trajectory] | None = None,
+        *,
+        domain: str | Domain = "generic",
+        mode: str = "pivot",
+        verifier: str | Verifier | None = None,
+        strict: bool = False,
+        max_turns: int | None = None,
+        cache_size: int = 4096,
+        render_mode: str | None = None,
+    ):
+        from pivot_envs.registration import get_domain
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.domain = domain if isinstance(domain, Domain) else get_domain(domain)
+        if trajectories is None:
+            records = self.domain.load(strict=strict)
+        elif isinstance(trajectories, (str, Path)):
+            result = load_trajectories(trajectories, strict=strict)
+            records = result.trajectories
+            self.load_errors = result.errors
+        else:
+            records = list(trajectories)
+        if not records:
+            raise ValueError("no trajectories to build an environment from (empty file or all records invalid)")
+        self.trajectories: dict[str, Trajectory] = {t.id: t for t in records}
+        self.ids = list(self.trajectories)
+        self.mode, self.strict, self.max_turns, self.render_mode = mode, strict, max_turns, render_mode
+        self._verifier_spec = verifier
+        self._verifiers: dict[str, Verifier] = {}
+        self.cache = SnapshotCache(cache_size) if cache_size > 0 else None
+        tool_names = sorted({n for t in records for n in t.tool_names})
+        self.observation_space = Chat()
+        self.action_space = AssistantTurn(tool_names)
+        self.sandbox: Sandbox | None = None
+        self._traj: Trajectory | None = None
+        self._turn = 0
+        self._messages: list[dict[str, Any]] = []
+        self._done = True
+
+    # -- domain plumbing ----------------------------------------------------------------------------
+
+    def domain_of(self, traj: Trajectory) -> Domain:
+        from pivot_envs.registration import find_domain
+
+        return find_domain(traj.domain) or self.domain
+
+    def verifier_for(self, traj: Trajectory) -> Verifier:
+        if isinstance(self._verifier_spec, Verifier):
+            return self._verifier_spec
+        name = self._verifier_spec or self.domain_of(traj).verifier
+        if name not in self._verifiers:
+            self._verifiers[name] = make_verifier(name)
+        return self._verifiers[name]
+
+    # -- the Gymnasium API ---------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        """Restore the state before assistant turn ``options["turn"]`` of ``options["trajectory"]``.
+
+        Omitted trajectory: sampled with the seeded generator. Omitted turn: 0. ``turn="random"``:
+        sampled. Returns the observation ``{"messages", "tools"}`` and an info dict with the trajectory
+        id, the turn, the state digest, how the world was restored and any replay divergence.
+        """
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"trajectory", "turn"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'trajectory' and/or 'turn'")
+        traj_id = options.get("trajectory")
+        if traj_id is None:
+            traj_id = self.ids[int(self.np_random.integers(len(self.ids)))]
+        if traj_id not in self.trajectories:
+            raise KeyError(f"no trajectory {traj_id!r} in this env ({len(self.ids)} loaded, e.g. {self.ids[:3]})")
+        traj = self.trajectories[traj_id]
+        turn = options.get("turn", 0)
+        if turn == "random":
+            turn = int(self.np_random.integers(traj.num_turns))
+        if not isinstance(turn, int) or not 0 <= turn < traj.num_turns:
+            raise ValueError(f"turn must be an int in [0, {traj.num_turns - 1}] for {traj_id!r}, got {turn!r}")
+        restored_from, divergence = self._restore(traj, turn)
+        self._traj, self._turn, self._done = traj, turn, False
+        self._messages = copy.deepcopy(traj.prefix(turn))
+        self._turns_taken = 0
+        self._user_queue = [copy.deepcopy(m) for m in traj.messages[traj.assistant_indices[turn]:] if m.get("role") == "user"]
+        self._budget = self.max_turns or 2 * (traj.num_turns - turn) + 2
+        info = {"trajectory_id": traj.id, "turn": turn, "num_turns": traj.num_turns, "restored_from": restored_from,
+                "divergence": divergence, "state_digest": self.state_digest()}
+        return self._obs(), info
+
+    def step(self, action: str | dict[str, Any] | Action) -> tuple[dict, float, bool, bool, dict]:
+        """Take one assistant turn (raw text, an assistant message dict, or an :class:`Action`)."""
+        if self._traj is None or self._done:
+            raise RuntimeError("the episode is over (or never started): call reset() before step()")
+        traj = self._traj
+        act = Action.coerce(action, self.domain_of(traj).action_format)
+        if self.mode == "pivot":
+            verdict = self.verify(act)
+            self._messages.append(act.to_message(id_prefix=f"call_t{self._turn}"))
+            self._done = True
+            info = {"verdict": verdict, "trajectory_id": traj.id, "turn": self._turn}
+            return self._obs(), verdict.score, True, False, info
+        return self._episode_step(act)
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        lines = []
+        for m in self._messages:
+            text = content_text(m.get("content"))
+            for c in m.get("tool_calls") or []:
+                text += f" <call {c['function']['name']}({c['function']['arguments']})>"
+            lines.append(f"[{m['role']}] {text}")
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+
+    # -- PivotRL helpers -----------------------------------------------------------------------------
+
+    def expected_action(self) -> Action:
+        """The demonstrated action at the current turn (what pivot-mode rewards are judged against)."""
+        if self._traj is None:
+            raise RuntimeError("call reset() first")
+        return self._traj.action(self._turn)
+
+    def verify(self, action: str | dict[str, Any] | Action) -> Verdict:
+        """Score an action against the demonstration at the current state without taking a step."""
+        if self._traj is None:
+            raise RuntimeError("call reset() first")
+        act = Action.coerce(action, self.domain_of(self._traj).action_format)
+        ctx = VerifyContext(tools=self._traj.tools, trajectory=self._traj, turn=self._turn, sandbox=self.sandbox)
+        return self.verifier_for(self._traj).verify(self.expected_action(), act, ctx)
+
+    def fork(self, n: int = 1) -> list[TrajectoryEnv]:
+        """``n`` independent envs in the current state (one per GRPO sample); they share the cache."""
+        if self._traj is None:
+            raise RuntimeError("call reset() before fork()")
+        sandboxes = self.sandbox.fork(n) if self.sandbox is not None else [None] * n
+        forks = []
+        for sb in sandboxes:
+            clone = copy.copy(self)
+            clone.sandbox = sb
+            clone._messages = copy.deepcopy(self._messages)
+            clone._user_queue = copy.deepcopy(self._user_queue)
+            clone._np_random = copy.deepcopy(self._np_random)
+            forks.append(clone)
+        return forks
+
+    def state_digest(self) -> str:
+        """Digest of the world (the sandbox's, or of the message prefix for text-only records)."""
+        if self.sandbox is not None:
+            return self.sandbox.state_digest()
+        return hashlib.sha256(canonical_json(self._messages).encode()).hexdigest()
+
+    @property
+    def trajectory(self) -> Trajectory | None:
+        return self._traj
+
+    @property
+    def turn(self) -> int:
+        return self._turn
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _obs(self) -> dict:
+        tools = self._traj.tools if self._traj else []
+        return {"messages": copy.deepcopy(self._messages), "tools": copy.deepcopy(tools)}
+
+    @staticmethod
+    def prefix_keys(traj: Trajectory, upto: int) -> list[str]:
+        """Cache keys h_0..h_upto: h_0 hashes the env spec, h_{j+1} = H(h_j, action j's calls)."""
+        h = hashlib.sha256(canonical_json({"env": traj.env, "domain": traj.domain}).encode()).hexdigest()
+        keys = [h]
+        for t in range(upto):
+            calls = [[c.name, c.arguments if c.arguments is not None else c.raw_arguments] for c in traj.action(t).tool_calls]
+            h = hashlib.sha256((h + canonical_json(calls)).encode()).hexdigest()
+            keys.append(h)
+        return keys
+
+    def _restore(self, traj: Trajectory, turn: int) -> tuple[str, list[dict[str, Any]]]:
+        domain = self.domain_of(traj)
+        if traj.sandbox == "none":
+            self.close()
+            return "text", []
+        keys = self.prefix_keys(traj, turn)
+        start, snap = 0, None
+        if self.cache is not None:
+            for j in range(turn, -1, -1):
+                snap = self.cache.get(keys[j])
+                if snap is not None:
+                    start = j
+                    self.cache.hits += 1
+                    break
+            else:
+                self.cache.misses += 1
+        if self.sandbox is not None and (snap is None or self.sandbox.backend != snap.backend):
+            self.close()
+        if self.sandbox is None:
+            self.sandbox = domain.make_sandbox(traj)
+        assert self.sandbox is not None
+        if snap is not None:
+            self.sandbox.restore(snap)
+        elif self.cache is not None:
+            self.cache.put(keys[0], self.sandbox.snapshot())
+        divergence: list[dict[str, Any]] = []
+        for t in range(start, turn):
+            recorded = traj.tool_outputs(t)
+            for call in traj.action(t).tool_calls:
+                output, _ = domain.execute(self.sandbox, call)
+                expected = recorded.get(call.id or "")
+                if expected is not None and not outputs_match(expected, output):
+                    d = {"turn": t, "tool_call_id": call.id, "expected": expected[:500], "got": output[:500]}
+                    if self.strict:
+                        raise RestoreDivergenceError(traj.id, d)
+                    divergence.append(d)
+            if self.cache is not None:
+                self.cache.put(keys[t + 1], self.sandbox.snapshot())
+        if snap is not None and start == turn:
+            return "cache", divergence
+        return ("replay" if snap is None else f"cache@{start}+replay"), divergence
+
+    def _episode_step(self, act: Action) -> tuple[dict, float, bool, bool, dict]:
+        traj = self._traj
+        assert traj is not None
+        domain = self.domain_of(traj)
+        msg = act.to_message(id_prefix=f"call_t{self._turn + self._turns_taken}")
+        self._messages.append(msg)
+        info: dict[str, Any] = {"trajectory_id": traj.id, "turn": self._turn + self._turns_taken}
+        if act.malformed:
+            info["invalid_action"] = act.malformed
+        outputs = []
+        for call, wire in zip(act.tool_calls, msg.get("tool_calls") or [], strict=True):
+            if self.sandbox is not None:
+                text, result = domain.execute(self.sandbox, call)
+            else:
+                text = self._replay_without_sandbox(traj, call)
+            outputs.append(text)
+            self._messages.append({"role": "tool", "tool_call_id": wire["id"], "content": text})
+        info["tool_outputs"] = outputs
+        self._turns_taken += 1
+        terminated = False
+        if not act.tool_calls:
+            if self._user_queue:
+                self._messages.append(self._user_queue.pop(0))
+                info["user"] = "replayed"
+            else:
+                terminated = True
+        truncated = not terminated and self._turns_taken >= self._budget
+        reward = 0.0
+        if terminated:
+            success = domain.episode_success(traj, self.sandbox, self._messages)
+            info["success"] = success
+            reward = 1.0 if success else 0.0
+        self._done = terminated or truncated
+        return self._obs(), reward, terminated, truncated, info
+
+    def _replay_without_sandbox(self, traj: Trajectory, call: Any) -> str:
+        # Text-only records cannot execute anything: a call identical to the demonstration's call at
+        # this turn gets the recorded output back; anything else gets an explanatory error.
+        t = self._turn + self._turns_taken
+        if t < traj.num_turns:
+            for demo in traj.action(t).tool_calls:
+                if demo.name == call.name and demo.arguments == call.arguments:
+                    return traj.tool_outputs(t).get(demo.id or "", "")
+        return "Error: this environment has no sandbox, so only the demonstrated tool calls can be answered"

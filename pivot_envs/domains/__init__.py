@@ -1,0 +1,1 @@
+"""Bundled domains. Each module exposes ``DOMAIN``, a :class:`pivot_envs.domain.Domain`."""

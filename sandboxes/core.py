@@ -1,0 +1,190 @@
+"""The sandbox contract: where a trajectory's actions run and how its world state is saved.
+
+Every backend (in-process tools, a local subprocess workspace, Docker containers) implements
+:class:`Sandbox`. A :class:`~pivot_envs.core.TrajectoryEnv` restores turn *k* by replaying the
+recorded actions 0..k-1 through a sandbox and then calling :meth:`Sandbox.snapshot`; GRPO samples get
+their own copy of that state through :meth:`Sandbox.fork`.
+
+Two rules hold for every backend:
+
+* What the executed code did is data. A non-zero exit, a timeout, an out-of-memory kill or a flood of
+  output is reported in an :class:`ExecResult`; only faults of the sandbox itself raise
+  (:class:`~sandboxes.errors.SandboxError` and subclasses).
+* :meth:`Sandbox.close` is idempotent, never raises, and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sandboxes.errors import SandboxClosedError, UnsupportedOperation
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one command or tool call did inside a sandbox.
+
+    Attributes:
+        exit_code: The process exit status (0 = success). For tool calls, 0 = the tool returned, 1 = the
+            tool reported an error. Negative values are ``-signal`` as in :mod:`subprocess`.
+        stdout: Standard output (or the tool's JSON result), decoded as UTF-8 with replacement.
+        stderr: Standard error (or the tool's error message).
+        timed_out: The deadline passed and the command was killed.
+        oom: The command ran out of its memory allowance.
+        duration_s: Wall-clock seconds spent.
+        truncated: Output was longer than the cap; the head and tail were kept.
+    """
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+    oom: bool = False
+    duration_s: float = 0.0
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with status 0 within its limits."""
+        return self.exit_code == 0 and not self.timed_out and not self.oom
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "timed_out": self.timed_out,
+            "oom": self.oom,
+            "duration_s": self.duration_s,
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A saved world state that :meth:`Sandbox.restore` and :meth:`Sandbox.fork` can return to.
+
+    ``payload`` is backend-specific (a deep copy of a state, a copied workspace directory, an image id)
+    and must be treated as opaque. ``digest`` is the state digest at the time of the snapshot.
+    """
+
+    backend: str
+    digest: str
+    payload: Any = field(repr=False, compare=False)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace, the form every digest in the project is taken over.
+
+    >>> canonical_json({"b": 1, "a": [1.0, "x"]})
+    '{"a":[1.0,"x"],"b":1}'
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_json(value: Any) -> str:
+    """sha256 hex digest of :func:`canonical_json` of ``value``."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+
+
+def truncate_output(data: bytes, limit: int) -> tuple[str, bool]:
+    """Decode ``data``, keeping the head and tail when it is longer than ``limit`` bytes.
+
+    Returns the text and whether anything was dropped.
+    """
+    if len(data) <= limit:
+        return data.decode("utf-8", errors="replace"), False
+    half = max(limit // 2, 1)
+    dropped = len(data) - 2 * half
+    marker = f"\n[... {dropped} bytes truncated ...]\n".encode()
+    return (data[:half] + marker + data[-half:]).decode("utf-8", errors="replace"), True
+
+
+class Sandbox(ABC):
+    """A place where actions run, whose state can be saved, restored, forked and hashed.
+
+    Subclasses implement the abstract methods and whichever of :meth:`exec` / :meth:`call_tool` fits
+    the backend; the other raises :class:`~sandboxes.errors.UnsupportedOperation`.
+    Sandboxes are context managers: ``with LocalSandbox() as sb: sb.exec("ls")``.
+    """
+
+    #: Short backend name (``"inprocess"``, ``"local"``, ``"docker"``), recorded in snapshots.
+    backend: ClassVar[str] = "abstract"
+
+    _closed: bool = False
+
+    def exec(self, command: str, *, timeout: float | None = None) -> ExecResult:
+        """Run a shell command (``bash -c``) and return what it did.
+
+        Args:
+            command: The command line, as a model would write it.
+            timeout: Seconds before the command is killed; ``None`` uses the sandbox default.
+        """
+        raise UnsupportedOperation(self.backend, "exec", "Use call_tool for in-process tool sandboxes.")
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> ExecResult:
+        """Call one of the sandbox's tool functions with JSON arguments.
+
+        The result's ``stdout`` is the tool's output as text (JSON for structured results); a tool that
+        reports an error gives ``exit_code=1`` and the message in ``stderr``.
+        """
+        raise UnsupportedOperation(self.backend, "call_tool", "Use exec for shell sandboxes.")
+
+    @abstractmethod
+    def read_file(self, path: str) -> bytes:
+        """Read a file of the sandbox's world (relative paths start at the workspace)."""
+
+    @abstractmethod
+    def write_file(self, path: str, data: bytes | str) -> None:
+        """Create or overwrite a file of the sandbox's world, creating parent directories."""
+
+    @abstractmethod
+    def snapshot(self) -> Snapshot:
+        """Save the current world state. The sandbox stays usable and unchanged."""
+
+    @abstractmethod
+    def restore(self, snapshot: Snapshot) -> None:
+        """Return the world to ``snapshot`` (taken from this sandbox or one of the same backend)."""
+
+    @abstractmethod
+    def fork(self, n: int = 1) -> list[Sandbox]:
+        """Return ``n`` independent sandboxes, each in the current state. The caller closes them."""
+
+    @abstractmethod
+    def state_digest(self) -> str:
+        """A sha256 hex digest of the world state: equal digests mean equal worlds."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release every resource. Called at most once, by :meth:`close`."""
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release everything the sandbox holds. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - close must never raise (it runs in finalisers and atexit)
+            pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxClosedError(f"{type(self).__name__} is closed; create or fork a new one.")
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,169 @@
+"""The verifier contract: is a sampled action functionally equivalent to the demonstrated one?
+
+A :class:`Verifier` compares a candidate :class:`~pivot_envs.actions.Action` with the expected
+(demonstrated) one at a given state and returns a :class:`Verdict`: a score in [0, 1], a boolean, the
+*method* that decided (exact / rule / ast / execution / judge / error) and a stable *category* code that
+says why, so reward hacking can be audited by counting categories.
+
+Verifiers never raise on bad model output: a malformed action is ``Verdict.error(...)`` with score 0.
+They are deterministic: the same inputs give the same verdict.
+
+>>> from pivot_envs.actions import Action
+>>> from verifiers import make_verifier
+>>> v = make_verifier("toolcall")
+>>> gold = Action.parse('<tool_call>{"name": "get_order", "arguments": {"order_id": "W1"}}</tool_call>')
+>>> v.verify(gold, Action.parse('<tool_call>{"name":"get_order","arguments":{"order_id":" W1"}}</tool_call>')).equivalent
+True
+>>> v.verify(gold, Action.parse("Let me check.")).category
+'WRONG_KIND'
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pivot_envs.actions import Action
+    from pivot_envs.trajectory import Trajectory
+    from sandboxes.core import Sandbox
+
+METHODS = ("exact", "rule", "ast", "execution", "judge", "error")
+
+
+class Category:
+    """Stable reason codes carried by verdicts. New codes are added, never renamed."""
+
+    EQUIVALENT = "EQUIVALENT"
+    BAD_FORMAT = "BAD_FORMAT"  # the candidate could not be parsed
+    BAD_JSON = "BAD_JSON"  # tool-call arguments are not a JSON object
+    WRONG_KIND = "WRONG_KIND"  # tool call vs message to the user
+    CALL_COUNT = "CALL_COUNT"  # different number of parallel calls
+    WRONG_TOOL = "WRONG_TOOL"
+    UNKNOWN_TOOL = "UNKNOWN_TOOL"  # the candidate called a tool that does not exist
+    ARG_MISSING = "ARG_MISSING"
+    ARG_EXTRA = "ARG_EXTRA"
+    ARG_TYPE = "ARG_TYPE"
+    ARG_VALUE = "ARG_VALUE"
+    MESSAGE_DIFFERS = "MESSAGE_DIFFERS"
+    EMPTY = "EMPTY"  # an empty turn: no content and no calls
+    NOT_EXACT = "NOT_EXACT"  # the exact-match baseline's only failure code
+
+
+class VerifierError(Exception):
+    """A verifier is misconfigured or unknown (never raised for bad model output)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one comparison.
+
+    Attributes:
+        score: Reward in [0, 1] (1 = functionally equivalent).
+        equivalent: ``score >= 1`` for binary verifiers; graded verifiers set it from their threshold.
+        method: Which stage decided: one of ``METHODS``.
+        category: Stable reason code (see :class:`Category`).
+        details: Free-form evidence (which argument differed, the two values, similarity ...).
+    """
+
+    score: float
+    equivalent: bool
+    method: str
+    category: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Verdict.method must be one of {METHODS}, got {self.method!r}")
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"Verdict.score must be in [0, 1], got {self.score}")
+
+    @classmethod
+    def accept(cls, method: str, **details: Any) -> Verdict:
+        return cls(1.0, True, method, Category.EQUIVALENT, details)
+
+    @classmethod
+    def reject(cls, method: str, category: str, **details: Any) -> Verdict:
+        return cls(0.0, False, method, category, details)
+
+    @classmethod
+    def error(cls, category: str, reason: str, **details: Any) -> Verdict:
+        """A zero reward for a candidate that could not be judged (malformed output)."""
+        return cls(0.0, False, "error", category, {"reason": reason, **details})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": self.score, "equivalent": self.equivalent, "method": self.method,
+                "category": self.category, "details": self.details}
+
+
+@dataclass
+class VerifyContext:
+    """What a verifier may know about the state it judges at.
+
+    Attributes:
+        tools: The tool schemas available at this state (OpenAI function specs).
+        trajectory: The source trajectory, when known.
+        turn: The turn index within it.
+        sandbox: The world at the state (execution-level verifiers fork it; never mutate it).
+    """
+
+    tools: Sequence[dict[str, Any]] = ()
+    trajectory: Trajectory | None = None
+    turn: int | None = None
+    sandbox: Sandbox | None = None
+
+    def tool_schema(self, name: str) -> dict[str, Any] | None:
+        """The JSON-schema ``parameters`` of tool ``name``, or None when the tool is unknown."""
+        for tool in self.tools:
+            fn = tool.get("function", tool)
+            if fn.get("name") == name:
+                return fn.get("parameters") or {"type": "object", "properties": {}}
+        return None
+
+
+class Verifier(ABC):
+    """Judges functional equivalence of two actions. Subclasses set ``name`` and implement :meth:`verify`."""
+
+    #: Registry name (``make_verifier(name)``).
+    name: ClassVar[str] = "abstract"
+
+    @abstractmethod
+    def verify(self, expected: Action, candidate: Action, context: VerifyContext | None = None) -> Verdict:
+        """Compare ``candidate`` with ``expected`` at the state described by ``context``."""
+
+    def verify_batch(
+        self, expected: Action, candidates: Sequence[Action], context: VerifyContext | None = None
+    ) -> list[Verdict]:
+        """Judge G candidates at one state. Execution-level verifiers override this to share work."""
+        return [self.verify(expected, c, context) for c in candidates]
+
+
+# Names -> "module:Class" so heavy verifiers (judges, execution) import lazily.
+_REGISTRY: dict[str, str] = {
+    "exact": "verifiers.exact:ExactMatch",
+    "toolcall": "verifiers.toolcall:ToolCallRules",
+}
+
+
+def register_verifier(name: str, entry_point: str) -> None:
+    """Make ``make_verifier(name)`` build the class at ``entry_point`` (``"module:Class"``)."""
+    _REGISTRY[name] = entry_point
+
+
+def list_verifiers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_verifier(name: str, **kwargs: Any) -> Verifier:
+    """Build a registered verifier by name, with a "did you mean" error for unknown names."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise VerifierError(f"unknown verifier {name!r}; known: {', '.join(sorted(_REGISTRY))}.{hint}")
+    module, _, attr = _REGISTRY[name].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    return cls(**kwargs)
