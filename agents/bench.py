@@ -1,11 +1,13 @@
 """Performance figures (``pivotrl bench``): measured side by side in one run, reported as ratios.
 
-* reset to turn k: snapshot-cached restore vs replay from turn 0, for k in {1, 4, 16, 64};
-* in-process fork latency.
+* reset to turn k: snapshot-cached restore vs replay from turn 0, for k in {1, 4, 16, 64}, with the
+  in-process sandbox (a tool-use conversation) and the local shell sandbox (one process per action);
+* fork latency of both sandboxes.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -48,5 +50,43 @@ def bench_reset(ks: Sequence[int] = (1, 4, 16, 64), repeats: int = 20, seed: int
             "rows": rows, "inprocess_fork_ms": round(fork_ms, 4)}
 
 
+def shell_record(turns: int) -> dict[str, Any]:
+    """A generic record of ``turns`` bash steps in a local sandbox, each appending to a file."""
+    tools = [{"type": "function", "function": {"name": "bash", "parameters": {
+        "type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}}]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "build the log"}]
+    for i in range(turns):
+        args = json.dumps({"command": f"echo step-{i} >> log.txt"})
+        messages += [{"role": "assistant", "tool_calls": [{"id": f"c{i}", "type": "function",
+                                                           "function": {"name": "bash", "arguments": args}}]},
+                     {"role": "tool", "tool_call_id": f"c{i}", "content": ""}]
+    messages.append({"role": "assistant", "content": "done"})
+    return {"id": f"shell-{turns}", "tools": tools, "messages": messages,
+            "env": {"sandbox": "local", "files": {"README": "bench"}}}
+
+
+def bench_reset_local(ks: Sequence[int] = (1, 4, 16, 64), repeats: int = 3) -> dict[str, Any]:
+    """The same comparison with the local shell sandbox, where each replayed action is a process."""
+    traj = record_from_dict(shell_record(max(ks) + 1))
+    cached = TrajectoryEnv([traj])
+    replay = TrajectoryEnv([traj], cache_size=0)
+    rows = []
+    try:
+        for k in ks:
+            opts = {"trajectory": traj.id, "turn": k}
+            cached.reset(options=opts)
+            c = _median_ms(lambda o=opts: cached.reset(options=o), repeats)
+            r = _median_ms(lambda o=opts: replay.reset(options=o), repeats)
+            rows.append({"k": k, "cached_ms": round(c, 3), "replay_ms": round(r, 3), "speedup": round(r / c, 2)})
+        cached.reset(options={"trajectory": traj.id, "turn": max(ks)})
+        fork_ms = _median_ms(lambda: [sb.close() for sb in cached.sandbox.fork(1)], repeats)
+    finally:
+        cached.close()
+        replay.close()
+    return {"benchmark": "reset_latency_local", "trajectory_turns": traj.num_turns, "repeats": repeats,
+            "rows": rows, "local_fork_ms": round(fork_ms, 3)}
+
+
 def run_all(repeats: int = 20) -> dict[str, Any]:
-    return {"reset": bench_reset(repeats=repeats)}
+    return {"reset_inprocess": bench_reset(repeats=repeats),
+            "reset_local": bench_reset_local(repeats=max(1, repeats // 5))}

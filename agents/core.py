@@ -37,12 +37,18 @@ class Policy(ABC):
     name: str = "policy"
 
     @abstractmethod
-    def sample(self, observations: Sequence[dict[str, Any]], n: int = 1) -> list[list[Sample]]:
-        """Return ``n`` samples for each observation (outer list aligned with ``observations``)."""
+    def sample(
+        self, observations: Sequence[dict[str, Any]], n: int = 1, infos: Sequence[dict[str, Any]] | None = None
+    ) -> list[list[Sample]]:
+        """Return ``n`` samples for each observation (outer list aligned with ``observations``).
 
-    def act(self, observation: dict[str, Any]) -> str:
+        ``infos`` are the env's info dicts for the same states; model policies ignore them, the replay
+        policy uses their ``trajectory_id`` and ``turn`` to find the demonstration.
+        """
+
+    def act(self, observation: dict[str, Any], info: dict[str, Any] | None = None) -> str:
         """One turn for one observation (the first sample)."""
-        return self.sample([observation], n=1)[0][0].text
+        return self.sample([observation], n=1, infos=[info] if info is not None else None)[0][0].text
 
 
 class PolicySpecError(ValueError):

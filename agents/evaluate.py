@@ -44,8 +44,8 @@ def evaluate_turns(
     start = time.perf_counter()
     for traj_id in trajectory_ids or env.ids:
         for turn in range(env.trajectories[traj_id].num_turns):
-            obs, _ = env.reset(options={"trajectory": traj_id, "turn": turn})
-            _, reward, _, _, info = env.step(policy.act(obs))
+            obs, info = env.reset(options={"trajectory": traj_id, "turn": turn})
+            _, reward, _, _, info = env.step(policy.act(obs, info))
             verdict = info["verdict"]
             result.turns += 1
             result.reward_sum += float(reward)

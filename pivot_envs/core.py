@@ -59,6 +59,23 @@ class RestoreDivergenceError(RuntimeError):
         self.divergence = divergence
 
 
+def copy_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A deep copy of OpenAI message dicts, much faster than ``copy.deepcopy`` for this fixed shape.
+
+    Observations are rebuilt on every reset and step, so this is on the hot path of restoring a turn.
+    """
+    out = []
+    for m in messages:
+        m = dict(m)
+        calls = m.get("tool_calls")
+        if calls:
+            m["tool_calls"] = [{**c, "function": dict(c["function"])} for c in calls]
+        if isinstance(m.get("content"), list):
+            m["content"] = [dict(p) if isinstance(p, dict) else p for p in m["content"]]
+        out.append(m)
+    return out
+
+
 def outputs_match(recorded: str, produced: str) -> bool:
     """Tool outputs agree when equal after stripping, or equal as parsed JSON."""
     a, b = recorded.strip(), produced.strip()
@@ -68,6 +85,21 @@ def outputs_match(recorded: str, produced: str) -> bool:
         return json.loads(a) == json.loads(b)
     except (json.JSONDecodeError, ValueError):
         return False
+
+
+def compute_prefix_keys(traj: Trajectory) -> list[str]:
+    """h_0..h_T for every turn of ``traj`` (see :meth:`TrajectoryEnv.prefix_keys`).
+
+    Only what changes the world enters the hash: the env spec and each turn's calls (names and
+    arguments), never call ids, text or reasoning, so trajectories that act alike share snapshots.
+    """
+    h = hashlib.sha256(canonical_json({"env": traj.env, "domain": traj.domain}).encode()).hexdigest()
+    keys = [h]
+    for t in range(traj.num_turns):
+        calls = [[c.name, c.arguments if c.arguments is not None else c.raw_arguments] for c in traj.action(t).tool_calls]
+        h = hashlib.sha256((h + canonical_json(calls)).encode()).hexdigest()
+        keys.append(h)
+    return keys
 
 
 class SnapshotCache:
@@ -133,6 +165,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.domain = domain if isinstance(domain, Domain) else get_domain(domain)
+        self.load_errors: list = []
         if trajectories is None:
             records = self.domain.load(strict=strict)
         elif isinstance(trajectories, (str, Path)):
@@ -149,6 +182,8 @@ class TrajectoryEnv(gym.Env[dict, str]):
         self._verifier_spec = verifier
         self._verifiers: dict[str, Verifier] = {}
         self.cache = SnapshotCache(cache_size) if cache_size > 0 else None
+        self._keys: dict[str, list[str]] = {}
+        self._tools_json: dict[int, tuple[list[dict[str, Any]], str]] = {}
         tool_names = sorted({n for t in records for n in t.tool_names})
         self.observation_space = Chat()
         self.action_space = AssistantTurn(tool_names)
@@ -198,14 +233,14 @@ class TrajectoryEnv(gym.Env[dict, str]):
             turn = int(self.np_random.integers(traj.num_turns))
         if not isinstance(turn, int) or not 0 <= turn < traj.num_turns:
             raise ValueError(f"turn must be an int in [0, {traj.num_turns - 1}] for {traj_id!r}, got {turn!r}")
-        restored_from, divergence = self._restore(traj, turn)
+        restored_from, divergence, digest = self._restore(traj, turn)
         self._traj, self._turn, self._done = traj, turn, False
-        self._messages = copy.deepcopy(traj.prefix(turn))
+        self._messages = copy_messages(traj.prefix(turn))
         self._turns_taken = 0
-        self._user_queue = [copy.deepcopy(m) for m in traj.messages[traj.assistant_indices[turn]:] if m.get("role") == "user"]
+        self._user_queue = copy_messages([m for m in traj.messages[traj.assistant_indices[turn]:] if m.get("role") == "user"])
         self._budget = self.max_turns or 2 * (traj.num_turns - turn) + 2
         info = {"trajectory_id": traj.id, "turn": turn, "num_turns": traj.num_turns, "restored_from": restored_from,
-                "divergence": divergence, "state_digest": self.state_digest()}
+                "divergence": divergence, "state_digest": digest or self.state_digest()}
         return self._obs(), info
 
     def step(self, action: str | dict[str, Any] | Action) -> tuple[dict, float, bool, bool, dict]:
@@ -263,8 +298,8 @@ class TrajectoryEnv(gym.Env[dict, str]):
         for sb in sandboxes:
             clone = copy.copy(self)
             clone.sandbox = sb
-            clone._messages = copy.deepcopy(self._messages)
-            clone._user_queue = copy.deepcopy(self._user_queue)
+            clone._messages = copy_messages(self._messages)
+            clone._user_queue = copy_messages(self._user_queue)
             clone._np_random = copy.deepcopy(self._np_random)
             forks.append(clone)
         return forks
@@ -287,24 +322,33 @@ class TrajectoryEnv(gym.Env[dict, str]):
 
     def _obs(self) -> dict:
         tools = self._traj.tools if self._traj else []
-        return {"messages": copy.deepcopy(self._messages), "tools": copy.deepcopy(tools)}
+        return {"messages": copy_messages(self._messages), "tools": self._tools_copy(tools)}
 
-    @staticmethod
-    def prefix_keys(traj: Trajectory, upto: int) -> list[str]:
-        """Cache keys h_0..h_upto: h_0 hashes the env spec, h_{j+1} = H(h_j, action j's calls)."""
-        h = hashlib.sha256(canonical_json({"env": traj.env, "domain": traj.domain}).encode()).hexdigest()
-        keys = [h]
-        for t in range(upto):
-            calls = [[c.name, c.arguments if c.arguments is not None else c.raw_arguments] for c in traj.action(t).tool_calls]
-            h = hashlib.sha256((h + canonical_json(calls)).encode()).hexdigest()
-            keys.append(h)
-        return keys
+    def _tools_copy(self, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # Tool schemas are nested and repeated in every observation; a JSON round trip of a memoised
+        # string is several times faster than copy.deepcopy.
+        key = id(tools)
+        cached = self._tools_json.get(key)
+        if cached is None or cached[0] is not tools:
+            cached = self._tools_json[key] = (tools, json.dumps(tools))
+        return json.loads(cached[1])
 
-    def _restore(self, traj: Trajectory, turn: int) -> tuple[str, list[dict[str, Any]]]:
+    def prefix_keys(self, traj: Trajectory, upto: int) -> list[str]:
+        """Cache keys h_0..h_upto: h_0 hashes the env spec, h_{j+1} = H(h_j, action j's calls).
+
+        Computed once per trajectory (all turns) and memoised, so a cached reset costs O(1) hashing.
+        """
+        keys = self._keys.get(traj.id)
+        if keys is None:
+            keys = self._keys[traj.id] = compute_prefix_keys(traj)
+        return keys[: upto + 1]
+
+    def _restore(self, traj: Trajectory, turn: int) -> tuple[str, list[dict[str, Any]], str | None]:
+        """Bring the sandbox to the state before ``turn``: (how, divergence list, digest if known)."""
         domain = self.domain_of(traj)
         if traj.sandbox == "none":
             self.close()
-            return "text", []
+            return "text", [], None
         keys = self.prefix_keys(traj, turn)
         start, snap = 0, None
         if self.cache is not None:
@@ -339,8 +383,8 @@ class TrajectoryEnv(gym.Env[dict, str]):
             if self.cache is not None:
                 self.cache.put(keys[t + 1], self.sandbox.snapshot())
         if snap is not None and start == turn:
-            return "cache", divergence
-        return ("replay" if snap is None else f"cache@{start}+replay"), divergence
+            return "cache", divergence, snap.digest
+        return ("replay" if snap is None else f"cache@{start}+replay"), divergence, None
 
     def _episode_step(self, act: Action) -> tuple[dict, float, bool, bool, dict]:
         traj = self._traj
@@ -348,7 +392,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
         domain = self.domain_of(traj)
         msg = act.to_message(id_prefix=f"call_t{self._turn + self._turns_taken}")
         self._messages.append(msg)
-        info: dict[str, Any] = {"trajectory_id": traj.id, "turn": self._turn + self._turns_taken}
+        info: dict[str, Any] = {"trajectory_id": traj.id}
         if act.malformed:
             info["invalid_action"] = act.malformed
         outputs = []
@@ -361,6 +405,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
             self._messages.append({"role": "tool", "tool_call_id": wire["id"], "content": text})
         info["tool_outputs"] = outputs
         self._turns_taken += 1
+        info["turn"] = self._turn + self._turns_taken  # the turn the next step takes
         terminated = False
         if not act.tool_calls:
             if self._user_queue:

@@ -62,10 +62,17 @@ class Trajectory:
     task: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    _indices: tuple[int, list[int]] | None = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def assistant_indices(self) -> list[int]:
-        """Index in ``messages`` of each assistant turn (turn k -> ``assistant_indices[k]``)."""
-        return [i for i, m in enumerate(self.messages) if m.get("role") == "assistant"]
+        """Index in ``messages`` of each assistant turn (turn k -> ``assistant_indices[k]``).
+
+        Memoised (restoring a turn asks for it several times); recomputed if messages are added or removed.
+        """
+        if self._indices is None or self._indices[0] != len(self.messages):
+            self._indices = (len(self.messages), [i for i, m in enumerate(self.messages) if m.get("role") == "assistant"])
+        return self._indices[1]
 
     @property
     def num_turns(self) -> int:

@@ -11,13 +11,17 @@ Snapshot = deep copy of the state; state digest = sha256 of its canonical JSON.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from sandboxes.core import ExecResult, Sandbox, Snapshot, canonical_json, sha256_json
 from sandboxes.errors import SnapshotError
+
+logger = logging.getLogger(__name__)
 
 
 class ToolError(Exception):
@@ -58,14 +62,18 @@ class InProcessSandbox(Sandbox):
         if not isinstance(arguments, dict):
             return ExecResult(1, stderr=f"Error: arguments must be a JSON object, got {type(arguments).__name__}")
         try:
+            inspect.signature(fn).bind(self.state, **arguments)
+        except TypeError as exc:
+            # Wrong or missing keyword arguments from the model: an error result, like a tool error.
+            return ExecResult(1, stderr=f"Error: bad arguments for {name}: {exc}", duration_s=time.perf_counter() - start)
+        try:
             result = fn(self.state, **arguments)
         except ToolError as exc:
             return ExecResult(1, stderr=f"Error: {exc}", duration_s=time.perf_counter() - start)
-        except TypeError as exc:
-            # Wrong or missing keyword arguments from the model: report like a tool error.
-            return ExecResult(1, stderr=f"Error: bad arguments for {name}: {exc}", duration_s=time.perf_counter() - start)
-        except (KeyError, ValueError, LookupError) as exc:
-            return ExecResult(1, stderr=f"Error: {type(exc).__name__}: {exc}", duration_s=time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - model-chosen values can trip tool code; a rollout never crashes
+            logger.warning("tool %s raised %s on arguments %r", name, type(exc).__name__, arguments, exc_info=True)
+            return ExecResult(1, stderr=f"Error: {name} failed: {type(exc).__name__}: {exc}",
+                              duration_s=time.perf_counter() - start)
         text = result if isinstance(result, str) else json.dumps(result, sort_keys=True, ensure_ascii=False)
         return ExecResult(0, stdout=text, duration_s=time.perf_counter() - start)
 

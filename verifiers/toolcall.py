@@ -97,7 +97,7 @@ def with_defaults(arguments: dict[str, Any], schema: dict[str, Any] | None) -> d
     for key, prop in (schema.get("properties") or {}).items():
         if not isinstance(prop, dict):
             continue
-        if key not in out and "default" in prop:
+        if "default" in prop and (key not in out or (out[key] is None and key not in required)):
             out[key] = prop["default"]
         elif key in out and out[key] is None and key not in required and "default" not in prop:
             del out[key]

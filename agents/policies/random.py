@@ -50,5 +50,7 @@ class RandomAgent(Policy):
         words = self.rng.choice(_WORDS, size=int(self.rng.integers(2, 8)))
         return " ".join(str(w) for w in words).capitalize() + "."
 
-    def sample(self, observations: Sequence[dict[str, Any]], n: int = 1) -> list[list[Sample]]:
+    def sample(
+        self, observations: Sequence[dict[str, Any]], n: int = 1, infos: Sequence[dict[str, Any]] | None = None
+    ) -> list[list[Sample]]:
         return [[Sample(self._turn(obs.get("tools") or [])) for _ in range(n)] for obs in observations]

@@ -67,7 +67,7 @@ def test_reset_restores_prefix_and_world_state(env):
     assert [m["role"] for m in obs["messages"]] == ["system", "user", "assistant", "tool", "assistant", "tool"]
     assert obs["tools"] == TOOLS
     assert env.sandbox.state == {"balances": {"alice": 22}}
-    assert info["turn"] == 2 and info["num_turns"] == 4 and info["divergence"] == []
+    assert info["turn"] == 2 and info["num_turns"] == 5 and info["divergence"] == []
     assert info["state_digest"] == sha256_json({"balances": {"alice": 22}})
 
 
@@ -163,12 +163,12 @@ def test_fork_gives_independent_copies(env):
 def test_reset_option_errors(env):
     with pytest.raises(KeyError, match="no trajectory"):
         env.reset(options={"trajectory": "zzz"})
-    with pytest.raises(ValueError, match=r"turn must be an int in \[0, 3\]"):
+    with pytest.raises(ValueError, match=r"turn must be an int in \[0, 4\]"):
         env.reset(options={"trajectory": "b1", "turn": 9})
     with pytest.raises(ValueError, match="unknown reset options"):
         env.reset(options={"turns": 1})
     _, info = env.reset(seed=3, options={"turn": "random"})
-    assert 0 <= info["turn"] < 4
+    assert 0 <= info["turn"] < 5
 
 
 def test_text_only_records_restore_prefixes_and_answer_demo_calls():
