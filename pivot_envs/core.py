@@ -286,8 +286,14 @@ class TrajectoryEnv(gym.Env[dict, str]):
         if self._traj is None:
             raise RuntimeError("call reset() first")
         act = Action.coerce(action, self.domain_of(self._traj).action_format)
-        ctx = VerifyContext(tools=self._traj.tools, trajectory=self._traj, turn=self._turn, sandbox=self.sandbox)
-        return self.verifier_for(self._traj).verify(self.expected_action(), act, ctx)
+        return self.verifier_for(self._traj).verify(self.expected_action(), act, self.verify_context())
+
+    def verify_context(self) -> VerifyContext:
+        """What verifiers may know at the current state: tools, record, turn, sandbox and executor."""
+        if self._traj is None:
+            raise RuntimeError("call reset() first")
+        return VerifyContext(tools=self._traj.tools, trajectory=self._traj, turn=self._turn, sandbox=self.sandbox,
+                             executor=self.domain_of(self._traj).execute)
 
     def fork(self, n: int = 1) -> list[TrajectoryEnv]:
         """``n`` independent envs in the current state (one per GRPO sample); they share the cache."""

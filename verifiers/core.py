@@ -23,14 +23,14 @@ from __future__ import annotations
 import difflib
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from pivot_envs.actions import Action
+    from pivot_envs.actions import Action, ToolCall
     from pivot_envs.trajectory import Trajectory
-    from sandboxes.core import Sandbox
+    from sandboxes.core import ExecResult, Sandbox
 
 METHODS = ("exact", "rule", "ast", "execution", "judge", "error")
 
@@ -109,12 +109,15 @@ class VerifyContext:
         trajectory: The source trajectory, when known.
         turn: The turn index within it.
         sandbox: The world at the state (execution-level verifiers fork it; never mutate it).
+        executor: Runs one tool call in a sandbox and returns ``(tool message text, ExecResult)``; the
+            domain's :meth:`~pivot_envs.domain.Domain.execute`. Execution-level verifiers need it.
     """
 
     tools: Sequence[dict[str, Any]] = ()
     trajectory: Trajectory | None = None
     turn: int | None = None
     sandbox: Sandbox | None = None
+    executor: Callable[[Sandbox, ToolCall], tuple[str, ExecResult]] | None = None
 
     def tool_schema(self, name: str) -> dict[str, Any] | None:
         """The JSON-schema ``parameters`` of tool ``name``, or None when the tool is unknown."""
