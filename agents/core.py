@@ -46,6 +46,9 @@ class Policy(ABC):
         policy uses their ``trajectory_id`` and ``turn`` to find the demonstration.
         """
 
+    def reseed(self, seed: int) -> None:  # noqa: B027 - an optional hook; stateless policies need nothing
+        """Make the next :meth:`sample` calls reproducible (profiling seeds each batch by its index)."""
+
     def act(self, observation: dict[str, Any], info: dict[str, Any] | None = None) -> str:
         """One turn for one observation (the first sample)."""
         return self.sample([observation], n=1, infos=[info] if info is not None else None)[0][0].text

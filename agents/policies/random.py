@@ -23,6 +23,9 @@ class RandomAgent(Policy):
         self.rng = np.random.default_rng(seed)
         self.tool_probability = tool_probability
 
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
     def _value(self, schema: dict[str, Any]) -> Any:
         if "enum" in schema:
             return schema["enum"][int(self.rng.integers(len(schema["enum"])))]

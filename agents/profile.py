@@ -1,0 +1,348 @@
+"""Profiling (pivot filtering, PivotRL stage 2) and the pivot filter.
+
+For every candidate state s_t, K actions are sampled from the frozen starting policy and scored by the
+domain's verifier on the restored state; the mean mu(s) and variance var(s) of the K rewards decide
+which states are *pivots*: ``var(s) > 0 and mu(s) < lambda_diff``. States where all K samples agree
+carry no GRPO gradient (Proposition 3.1 of the paper), so training there wastes rollouts.
+
+Profiling is a cached, resumable job. Its directory is keyed by (model fingerprint, data hash, verifier
+config, K, seed); rows are appended one batch at a time with a flush + fsync, and each batch's sampling
+seed depends only on its index, so a run killed midway and resumed writes exactly the rows an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.core import Policy
+from pivot_envs.actions import Action
+from pivot_envs.core import TrajectoryEnv
+from pivot_envs.trajectory import Candidate, CandidateOptions, Trajectory, extract_candidates
+from sandboxes.core import canonical_json
+from verifiers import make_verifier
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How to profile.
+
+    Attributes:
+        k: Samples per candidate state (the paper's K = 8).
+        states_per_batch: Candidate states whose samples are generated in one policy call.
+        seed: Sampling seed; batch i samples with ``seed * 1_000_003 + i``.
+        verifier: Verifier name (None = the domain's default).
+        candidates: Cleaning rules for candidate extraction.
+        keep_samples: Store the sampled texts in the rows (for auditing reward hacking).
+    """
+
+    k: int = 8
+    states_per_batch: int = 4
+    seed: int = 0
+    verifier: str | None = None
+    candidates: CandidateOptions = field(default_factory=CandidateOptions)
+    keep_samples: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise ValueError(f"k={self.k}: profiling needs at least 2 samples per state to see any variance")
+        if self.states_per_batch < 1:
+            raise ValueError("states_per_batch must be >= 1")
+
+
+def data_hash(trajectories: Sequence[Trajectory]) -> str:
+    """sha256 over the canonical JSON of the records, in order."""
+    h = hashlib.sha256()
+    for t in trajectories:
+        h.update(canonical_json(t.to_dict()).encode())
+    return h.hexdigest()
+
+
+def cache_key(model_fingerprint: str, trajectories: Sequence[Trajectory], config: ProfileConfig, verifier: str) -> str:
+    """The profiling cache key: what determines the rows, and nothing else."""
+    cfg = {"k": config.k, "seed": config.seed, "states_per_batch": config.states_per_batch,
+           "verifier": verifier, "candidates": asdict(config.candidates)}
+    parts = [model_fingerprint, data_hash(trajectories), canonical_json(cfg)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows written so far; a torn last line (the run was killed mid-write) is dropped and truncated."""
+    if not path.exists():
+        return []
+    rows, good_bytes = [], 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+            good_bytes += len(line)
+    if good_bytes != path.stat().st_size:
+        with open(path, "r+b") as fh:
+            fh.truncate(good_bytes)
+    return rows
+
+
+def _append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    with open(path, "ab") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+@dataclass
+class ProfileResult:
+    """All profiled rows plus where they live."""
+
+    rows: list[dict[str, Any]]
+    directory: Path
+    key: str
+    resumed_from: int = 0
+    seconds: float = 0.0
+    generated_tokens: int = 0
+
+    def summary(self, lambda_diff: float = 0.6) -> dict[str, Any]:
+        return summarize(self.rows, lambda_diff)
+
+
+def profile(
+    env: TrajectoryEnv,
+    policy: Policy,
+    out_dir: str | Path,
+    config: ProfileConfig | None = None,
+    *,
+    model_fingerprint: str | None = None,
+    candidates: Sequence[Candidate] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    max_batches: int | None = None,
+) -> ProfileResult:
+    """Sample K actions at every candidate state and score them; resumable.
+
+    Args:
+        env: A pivot-mode env holding the trajectories.
+        policy: The frozen starting policy pi_0.
+        out_dir: Parent directory; the run lives in ``out_dir/<key[:16]>/``.
+        config: See :class:`ProfileConfig`.
+        model_fingerprint: Identifies the policy's weights (``HFPolicy.fingerprint()``); default = its name.
+        candidates: Override the candidate list (default: every turn, cleaned by ``config.candidates``).
+        on_batch: Progress callback ``(batches_done, batches_total)``.
+        max_batches: Stop after this many new batches (used to simulate an interruption in tests).
+    """
+    config = config or ProfileConfig()
+    records = list(env.trajectories.values())
+    verifier_name = config.verifier or env.domain.verifier
+    fingerprint = model_fingerprint or getattr(policy, "fingerprint", lambda: policy.name)()
+    key = cache_key(fingerprint, records, config, verifier_name)
+    run_dir = Path(out_dir) / key[:16]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(run_dir / "meta.json", json.dumps({
+        "key": key, "model_fingerprint": fingerprint, "data_hash": data_hash(records), "verifier": verifier_name,
+        "config": {**asdict(config), "candidates": asdict(config.candidates)}}, indent=2))
+    if candidates is None:
+        candidates, _ = extract_candidates(records, config.candidates)
+    rows_path = run_dir / "rows.jsonl"
+    rows = _read_rows(rows_path)
+    done = len(rows)
+    batches = [candidates[i : i + config.states_per_batch] for i in range(0, len(candidates), config.states_per_batch)]
+    # Rows are written a whole batch at a time, so the rows on disk always end on a batch boundary.
+    first_batch = _batches_covered(batches, done)
+    named_verifier = make_verifier(config.verifier) if config.verifier else None
+    start = time.perf_counter()
+    tokens = 0
+    new_batches = 0
+    for b in range(first_batch, len(batches)):
+        if max_batches is not None and new_batches >= max_batches:
+            break
+        batch = batches[b]
+        observations, infos = [], []
+        for cand in batch:
+            obs, info = env.reset(options={"trajectory": cand.trajectory_id, "turn": cand.turn})
+            observations.append(obs)
+            infos.append(info)
+        policy.reseed(config.seed * 1_000_003 + b)
+        samples = policy.sample(observations, n=config.k, infos=infos)
+        out = []
+        for cand, group in zip(batch, samples, strict=True):
+            env.reset(options={"trajectory": cand.trajectory_id, "turn": cand.turn})
+            actions = [Action.coerce(s.text, env.domain_of(env.trajectory).action_format) for s in group]
+            v = named_verifier or env.verifier_for(env.trajectory)
+            verdicts = v.verify_batch(env.expected_action(), actions, env.verify_context())
+            rewards = [float(vd.score) for vd in verdicts]
+            tokens += sum(len(s.token_ids or ()) for s in group)
+            row = {"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
+                   "rewards": rewards, "mean": float(np.mean(rewards)), "var": float(np.var(rewards)),
+                   "categories": [vd.category for vd in verdicts], "methods": [vd.method for vd in verdicts]}
+            if config.keep_samples:
+                row["samples"] = [s.text for s in group]
+            out.append(row)
+        _append_rows(rows_path, out)
+        rows.extend(out)
+        new_batches += 1
+        if on_batch is not None:
+            on_batch(b + 1, len(batches))
+    result = ProfileResult(rows, run_dir, key, resumed_from=done, seconds=time.perf_counter() - start,
+                           generated_tokens=tokens)
+    if len(rows) == len(candidates):
+        write_report(result)
+    return result
+
+
+def _batches_covered(batches: list[list[Candidate]], rows_done: int) -> int:
+    covered = 0
+    for i, batch in enumerate(batches):
+        covered += len(batch)
+        if covered > rows_done:
+            return i
+    return len(batches)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The filter
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Which profiled states become pivots.
+
+    Attributes:
+        lambda_diff: Keep states with ``var > 0 and mean < lambda_diff`` (PIVOTRL.md; NVIDIA's tau2 run
+            kept mean <= 0.6).
+        band: Instead, keep ``var > 0 and lo <= mean <= hi``.
+        cap: Keep at most this many pivots.
+        drop_easiest_first: When capping, drop the highest-mean pivots first (else drop at random).
+        random_turns: The paper's ablation: ignore the statistics and pick random candidate states (as
+            many as the filter would have kept, or ``cap``).
+        seed: For random choices.
+    """
+
+    lambda_diff: float = 0.6
+    band: tuple[float, float] | None = None
+    cap: int | None = None
+    drop_easiest_first: bool = True
+    random_turns: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.lambda_diff <= 1.0:
+            raise ValueError(f"lambda_diff={self.lambda_diff} must be in (0, 1]; 0.6 is the usual value")
+        if self.band is not None and not 0.0 <= self.band[0] <= self.band[1] <= 1.0:
+            raise ValueError(f"band={self.band} must satisfy 0 <= lo <= hi <= 1")
+        if self.cap is not None and self.cap < 1:
+            raise ValueError("cap must be >= 1 (or None for no cap)")
+
+
+def is_pivot(row: dict[str, Any], config: FilterConfig) -> bool:
+    if row["var"] <= 0:
+        return False
+    if config.band is not None:
+        return config.band[0] <= row["mean"] <= config.band[1]
+    return row["mean"] < config.lambda_diff
+
+
+def select_pivots(rows: Sequence[dict[str, Any]], config: FilterConfig | None = None) -> list[dict[str, Any]]:
+    """The pivots among profiled rows, in a deterministic order."""
+    config = config or FilterConfig()
+    rng = np.random.default_rng(config.seed)
+    kept = [r for r in rows if is_pivot(r, config)]
+    if config.random_turns:
+        n = min(config.cap or len(kept) or len(rows), len(rows))
+        idx = sorted(rng.choice(len(rows), size=n, replace=False).tolist())
+        return [rows[i] for i in idx]
+    if config.cap is not None and len(kept) > config.cap:
+        if config.drop_easiest_first:
+            kept = sorted(kept, key=lambda r: (r["mean"], r["trajectory_id"], r["turn"]))[: config.cap]
+        else:
+            idx = sorted(rng.choice(len(kept), size=config.cap, replace=False).tolist())
+            kept = [kept[i] for i in idx]
+    return kept
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report
+
+
+def summarize(rows: Sequence[dict[str, Any]], lambda_diff: float = 0.6) -> dict[str, Any]:
+    """Zero-variance share, pivot yield, histogram of mu(s), verdict categories by method."""
+    n = len(rows)
+    pivots = select_pivots(rows, FilterConfig(lambda_diff=lambda_diff))
+    hist, edges = np.histogram([r["mean"] for r in rows] or [0.0], bins=10, range=(0.0, 1.0))
+    by_method: dict[str, Counter[str]] = {}
+    for r in rows:
+        for m, c in zip(r["methods"], r["categories"], strict=True):
+            by_method.setdefault(m, Counter())[c] += 1
+    yield_ = len(pivots) / n if n else 0.0
+    health = "ok" if 0.03 <= yield_ <= 0.4 else ("suspicious: check the verifier" if n else "empty")
+    return {
+        "states": n,
+        "zero_variance_share": sum(1 for r in rows if r["var"] <= 0) / n if n else 0.0,
+        "all_zero_share": sum(1 for r in rows if r["mean"] == 0) / n if n else 0.0,
+        "all_one_share": sum(1 for r in rows if r["mean"] == 1) / n if n else 0.0,
+        "mean_reward": float(np.mean([r["mean"] for r in rows])) if n else 0.0,
+        "pivots": len(pivots),
+        "pivot_yield": yield_,
+        "yield_health": health,
+        "lambda_diff": lambda_diff,
+        "mean_histogram": {"edges": [round(float(e), 2) for e in edges], "counts": hist.tolist()},
+        "categories_by_method": {m: dict(c.most_common()) for m, c in sorted(by_method.items())},
+    }
+
+
+def write_report(result: ProfileResult, lambda_diff: float = 0.6) -> dict[str, Any]:
+    """``report.json``, ``report.md`` and (with matplotlib) ``mean_hist.png`` in the run directory."""
+    s = result.summary(lambda_diff)
+    _atomic_write(result.directory / "report.json", json.dumps(s, indent=2))
+    lines = [
+        "# Profiling report", "",
+        f"- states profiled: {s['states']}",
+        f"- zero-variance share: {s['zero_variance_share']:.1%} (all wrong {s['all_zero_share']:.1%}, "
+        f"all right {s['all_one_share']:.1%})",
+        f"- mean reward: {s['mean_reward']:.3f}",
+        f"- pivots (var > 0 and mean < {lambda_diff}): {s['pivots']} = {s['pivot_yield']:.1%} yield "
+        f"({s['yield_health']}; healthy is roughly 3-40%)",
+        "", "| mean reward bin | states |", "|---|---:|",
+    ]
+    edges, counts = s["mean_histogram"]["edges"], s["mean_histogram"]["counts"]
+    lines += [f"| {edges[i]:.1f}-{edges[i + 1]:.1f} | {c} |" for i, c in enumerate(counts)]
+    lines += ["", "| method | category | verdicts |", "|---|---|---:|"]
+    for m, cats in s["categories_by_method"].items():
+        lines += [f"| {m} | {c} | {v} |" for c, v in cats.items()]
+    _atomic_write(result.directory / "report.md", "\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return s
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar([(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))], counts, width=0.09)
+    ax.axvline(lambda_diff, color="red", linestyle="--", label=f"lambda_diff={lambda_diff}")
+    ax.set_xlabel("mean reward of K samples, mu(s)")
+    ax.set_ylabel("states")
+    ax.set_title(f"pivot yield {s['pivot_yield']:.1%}, zero-variance {s['zero_variance_share']:.1%}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(result.directory / "mean_hist.png", dpi=100)
+    plt.close(fig)
+    return s
+
