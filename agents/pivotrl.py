@@ -1,0 +1,406 @@
+"""PivotRL: profile -> filter -> single-turn GRPO on pivots. One readable file, top to bottom.
+
+    pivotrl train --config examples/pivotrl_cpu.toml [--set key=value ...]
+
+1. The frozen starting policy pi_0 samples K actions at every candidate state; the verifier scores them
+   (:mod:`agents.profile`, cached and resumable). Pivots = states with reward variance > 0 and mean
+   below ``lambda_diff``.
+2. Each step draws ``pivots_per_step`` pivots, restores each state, samples G actions from the current
+   policy (a local rollout: ONE assistant turn, then stop), and scores them with the verifier.
+3. Advantages are group-normalised (or leave-one-out); a malformed action gets ``invalid_advantage``.
+4. Loss: PPO-style clipped ratio per token, averaged over all completion tokens of the step (token-level
+   loss), optional k3 KL to the reference; one optimizer step per rollout batch.
+
+Deviations from the paper, stated: re-profiling is optional (every N steps or when the batch reward std
+collapses) as in NVIDIA's production runs; the CPU config uses a tiny model and a higher learning rate
+than the paper's 1e-6 so that two cores show learning in minutes; multi-GPU is not wired yet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.profile import FilterConfig, ProfileConfig, profile, select_pivots, write_report
+from pivot_envs.actions import Action
+from pivot_envs.core import TrajectoryEnv
+from pivot_envs.trajectory import Candidate
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a PivotRL run. Loadable from TOML/YAML; ``--set key=value`` overrides."""
+
+    model: str = ""
+    """Policy weights: a local path or hub id (``transformers`` format)."""
+    domain: str = "tool_use"
+    """Registered domain (its bundled data is used when ``trajectories`` is empty)."""
+    trajectories: str = ""
+    """JSONL of trajectory records; empty = the domain's bundled data."""
+    max_trajectories: int = 0
+    """Use only the first N trajectories (0 = all)."""
+    verifier: str = ""
+    """Verifier name; empty = the domain's default."""
+    out_dir: str = "runs/pivotrl"
+    seed: int = 0
+
+    # profiling and the pivot filter (PIVOTRL.md stage 2)
+    profile_k: int = 8
+    lambda_diff: float = 0.6
+    band_lo: float = -1.0
+    """With ``band_hi``, keep pivots whose mean lies in [band_lo, band_hi] instead (-1 = unused)."""
+    band_hi: float = -1.0
+    max_pivots: int = 0
+    """Cap on the pivot count (0 = no cap); the easiest are dropped first."""
+    random_turns: bool = False
+    """Ablation: train on random candidate turns instead of pivots."""
+    reprofile_every: int = 0
+    """Re-profile with the current policy every N steps (0 = never)."""
+    reprofile_std_below: float = 0.0
+    """Re-profile when the batch reward std falls below this (0 = never)."""
+
+    # GRPO (NVIDIA's recipes: 64 pivots x 16 samples, lr 1e-6, clip 0.2/0.28, no KL)
+    steps: int = 20
+    pivots_per_step: int = 8
+    group_size: int = 8
+    advantage: str = "group"
+    """``group`` (mean/std over the G samples) or ``loo`` (leave-one-out baseline)."""
+    lr: float = 1e-6
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    kl_coef: float = 0.0
+    invalid_advantage: float = -5.0
+    """Advantage given to malformed actions (unparsable tool calls)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (pivots are split evenly)."""
+    max_grad_norm: float = 1.0
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    bf16: bool = False
+    """bfloat16 autocast (GPU)."""
+    device: str = "auto"
+    checkpoint_every: int = 10
+    """Save a checkpoint every N steps (and at the end); training resumes from the latest."""
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model is required: a local checkpoint path or hub id (set model=... in the config)")
+        if self.advantage not in ("group", "loo"):
+            raise ValueError(f"advantage={self.advantage!r}: use 'group' or 'loo'")
+        if self.group_size < 2:
+            raise ValueError(f"group_size={self.group_size}: GRPO needs at least 2 samples per pivot")
+        if self.pivots_per_step % self.grad_accum:
+            raise ValueError(f"pivots_per_step={self.pivots_per_step} must be divisible by grad_accum={self.grad_accum}")
+        if not (0 < self.clip_low < 1 and 0 < self.clip_high):
+            raise ValueError("clip_low must be in (0, 1) and clip_high > 0 (defaults 0.2 / 0.28)")
+        if (self.band_lo < 0) != (self.band_hi < 0):
+            raise ValueError("set both band_lo and band_hi, or neither")
+        if self.profile_k < 2:
+            raise ValueError("profile_k must be >= 2 (variance needs two samples)")
+
+    @property
+    def filter(self) -> FilterConfig:
+        band = (self.band_lo, self.band_hi) if self.band_lo >= 0 else None
+        return FilterConfig(lambda_diff=self.lambda_diff, band=band, cap=self.max_pivots or None,
+                            random_turns=self.random_turns, seed=self.seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The math
+
+
+def group_advantages(rewards: torch.Tensor, mode: str = "group", eps: float = 1e-6) -> torch.Tensor:
+    """Advantages for rewards of shape (P, G): P pivots, G samples each.
+
+    ``group``: (r - mean) / (std + eps) over each row; a row with equal rewards gets 0 (no gradient,
+    Proposition 3.1). ``loo``: r_i - mean of the other G-1 rewards.
+    """
+    if mode == "group":
+        mean = rewards.mean(dim=1, keepdim=True)
+        std = rewards.std(dim=1, keepdim=True, unbiased=False)
+        return (rewards - mean) / (std + eps)
+    g = rewards.shape[1]
+    others = (rewards.sum(dim=1, keepdim=True) - rewards) / (g - 1)
+    return rewards - others
+
+
+def policy_loss(
+    new_logp: torch.Tensor,  # (T,) log pi_theta of each completion token, all sequences concatenated
+    old_logp: torch.Tensor,  # (T,) log pi_old (the sampling policy), no grad
+    advantages: torch.Tensor,  # (T,) the sequence's advantage repeated on each of its tokens
+    clip_low: float,
+    clip_high: float,
+    ref_logp: torch.Tensor | None = None,  # (T,) log pi_ref, when a KL penalty is used
+    kl_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Token-level clipped surrogate (summed; the caller divides by the step's token count)."""
+    ratio = torch.exp(new_logp - old_logp)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * advantages
+    loss = -torch.minimum(unclipped, clipped)
+    stats = {"clip_fraction": float(((ratio < 1 - clip_low) | (ratio > 1 + clip_high)).float().mean())}
+    if ref_logp is not None and kl_coef > 0:
+        # k3 estimator of KL(pi_theta || pi_ref): exp(ref - new) - (ref - new) - 1 >= 0
+        delta = ref_logp - new_logp
+        kl = torch.exp(delta) - delta - 1
+        loss = loss + kl_coef * kl
+        stats["kl"] = float(kl.mean())
+    return loss.sum(), stats
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+
+
+def save_checkpoint(out: Path, step: int, policy: Any, optimizer: torch.optim.Optimizer, pivots: list[dict]) -> Path:
+    """Atomically write ``out/checkpoints/step-N`` (weights, tokenizer, optimizer, RNG states, pivots)."""
+    final = out / "checkpoints" / f"step-{step:06d}"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    policy.model.save_pretrained(tmp, safe_serialization=True)
+    policy.tokenizer.save_pretrained(tmp)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(), "python_rng": random.getstate()}, tmp / "trainer_state.pt")
+    (tmp / "pivots.json").write_text(json.dumps(pivots))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    return final
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop
+
+
+def _device(cfg: TrainConfig) -> str:
+    if cfg.device != "auto":
+        return cfg.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _profile_pivots(cfg: TrainConfig, env: TrajectoryEnv, policy: Any, tag: str, log: Any) -> tuple[list[dict], dict]:
+    pcfg = ProfileConfig(k=cfg.profile_k, seed=cfg.seed, verifier=cfg.verifier or None)
+    result = profile(env, policy, Path(cfg.out_dir) / "profile", pcfg,
+                     on_batch=lambda done, total: log(f"profiling ({tag}): batch {done}/{total}"))
+    summary = write_report(result, cfg.lambda_diff)
+    pivots = select_pivots(result.rows, cfg.filter)
+    return pivots, {"summary": summary, "seconds": result.seconds, "tokens": result.generated_tokens,
+                    "turns": len(result.rows) * cfg.profile_k, "directory": str(result.directory)}
+
+
+def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
+    """Run PivotRL; returns the final metrics and compute accounting. Resumes from the latest checkpoint."""
+    from agents.chat import prompt_ids
+    from agents.policies.hf import HFPolicy, sequence_logprobs
+
+    wall_start = time.perf_counter()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = _device(cfg)
+
+    env = TrajectoryEnv(cfg.trajectories or None, domain=cfg.domain, verifier=cfg.verifier or None)
+    if cfg.max_trajectories:
+        keep = env.ids[: cfg.max_trajectories]
+        env = TrajectoryEnv([env.trajectories[i] for i in keep], domain=cfg.domain, verifier=cfg.verifier or None)
+
+    checkpoints = _checkpoints(out)
+    resume = checkpoints[-1] if checkpoints else None
+    policy = HFPolicy.from_pretrained(str(resume or cfg.model), device=device, max_new_tokens=cfg.max_new_tokens,
+                                      temperature=cfg.temperature, top_p=cfg.top_p)
+    model, tok = policy.model, policy.tokenizer
+    ref_model = None
+    if cfg.kl_coef > 0:
+        ref_model = HFPolicy.from_pretrained(cfg.model, device=device).model.eval()
+        ref_model.requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    accounting = {"rollout_turns": 0, "generated_tokens": 0, "sandbox_seconds": 0.0}
+
+    if resume is not None:
+        state = torch.load(resume / "trainer_state.pt", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        start_step = state["step"]
+        pivots = json.loads((resume / "pivots.json").read_text())
+        log(f"resuming from {resume} at step {start_step}")
+    else:
+        start_step = 0
+        pivots, info = _profile_pivots(cfg, env, policy, "pi_0", log)
+        accounting["rollout_turns"] += info["turns"]
+        accounting["generated_tokens"] += info["tokens"]
+        s = info["summary"]
+        log(f"profiled {s['states']} states: zero-variance {s['zero_variance_share']:.1%}, "
+            f"{len(pivots)} pivots ({s['pivot_yield']:.1%} yield), report in {info['directory']}")
+    if not pivots:
+        raise RuntimeError("no pivots: every profiled state had zero reward variance. Check the verifier "
+                           "(profile report) or raise temperature / profile_k; random_turns=true trains anyway.")
+
+    metrics_path = out / "metrics.jsonl"
+    _truncate_metrics(metrics_path, start_step)
+    writer = _tensorboard(out) if cfg.tensorboard else None
+    last: dict[str, Any] = {}
+    for step in range(start_step, cfg.steps):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, step])  # the batch depends on (seed, step) only: exact resume
+        chosen = [pivots[i] for i in rng.choice(len(pivots), size=min(cfg.pivots_per_step, len(pivots)), replace=False)]
+        cands = [Candidate(p["trajectory_id"], p["turn"], Action(), 0) for p in chosen]
+
+        # -- rollout: one assistant turn per sample, from each restored pivot state
+        observations, infos = [], []
+        for c in cands:
+            obs, info = env.reset(options={"trajectory": c.trajectory_id, "turn": c.turn})
+            observations.append(obs)
+            infos.append(info)
+        t_env = time.perf_counter() - t0
+        model.eval()
+        policy.reseed(cfg.seed * 1_000_003 + step)
+        t1 = time.perf_counter()
+        groups = policy.sample(observations, n=cfg.group_size, infos=infos)
+        t_gen = time.perf_counter() - t1
+
+        # -- verification
+        t2 = time.perf_counter()
+        rewards, invalid, categories = [], [], Counter()
+        for c, group in zip(cands, groups, strict=True):
+            env.reset(options={"trajectory": c.trajectory_id, "turn": c.turn})
+            fmt = env.domain_of(env.trajectory).action_format
+            actions = [Action.coerce(s.text, fmt) for s in group]
+            verdicts = env.verifier_for(env.trajectory).verify_batch(env.expected_action(), actions, env.verify_context())
+            rewards.append([v.score for v in verdicts])
+            invalid.append([v.method == "error" for v in verdicts])
+            categories.update(v.category for v in verdicts)
+        t_ver = time.perf_counter() - t2
+        accounting["sandbox_seconds"] += t_env + t_ver
+
+        # -- advantages: (P, G)
+        r = torch.tensor(rewards, dtype=torch.float32)
+        adv = group_advantages(r, cfg.advantage)
+        adv = torch.where(torch.tensor(invalid), torch.full_like(adv, cfg.invalid_advantage), adv)
+
+        # -- update: token-level clipped loss over every completion token of the step
+        t3 = time.perf_counter()
+        model.train()
+        seqs = [(prompt_ids(tok, obs), s, float(adv[i, j]))
+                for i, (obs, group) in enumerate(zip(observations, groups, strict=True))
+                for j, s in enumerate(group) if s.token_ids]
+        total_tokens = sum(len(s.token_ids) for _, s, _ in seqs) or 1
+        accounting["rollout_turns"] += sum(len(g) for g in groups)
+        accounting["generated_tokens"] += total_tokens
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum, clip_fracs, kls = 0.0, [], []
+        per_micro = math.ceil(len(seqs) / cfg.grad_accum) if seqs else 0
+        for m in range(cfg.grad_accum):
+            micro = seqs[m * per_micro : (m + 1) * per_micro]
+            if not micro:
+                continue
+            prompts = [p for p, _, _ in micro]
+            comps = [list(s.token_ids) for _, s, _ in micro]
+            with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
+                new = sequence_logprobs(model, prompts, comps)
+            new_flat = torch.cat(new).float()
+            old_flat = torch.cat([torch.tensor(s.logprobs, dtype=torch.float32) if s.logprobs else
+                                  n.detach().float().cpu() for (_, s, _), n in zip(micro, new, strict=True)]).to(new_flat.device)
+            adv_flat = torch.cat([torch.full((len(s.token_ids),), a) for _, s, a in micro]).to(new_flat.device)
+            ref_flat = None
+            if ref_model is not None:
+                with torch.no_grad():
+                    ref_flat = torch.cat(sequence_logprobs(ref_model, prompts, comps)).float()
+            loss, stats = policy_loss(new_flat, old_flat, adv_flat, cfg.clip_low, cfg.clip_high, ref_flat, cfg.kl_coef)
+            (loss / total_tokens).backward()
+            loss_sum += float(loss)
+            clip_fracs.append(stats["clip_fraction"])
+            if "kl" in stats:
+                kls.append(stats["kl"])
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+        optimizer.step()
+        t_upd = time.perf_counter() - t3
+
+        # -- metrics
+        step_time = time.perf_counter() - t0
+        batch_std = float(r.std(dim=1, unbiased=False).mean())
+        last = {
+            "step": step + 1,
+            "rollout/reward": float(r.mean()),
+            "rollout/reward_std": batch_std,
+            "rollout/zero_variance_groups": float((r.std(dim=1, unbiased=False) == 0).float().mean()),
+            "rollout/invalid_share": float(torch.tensor(invalid).float().mean()),
+            "rollout/tokens_per_s": total_tokens / max(t_gen, 1e-9),
+            "loss/policy": loss_sum / total_tokens,
+            "loss/clip_fraction": float(np.mean(clip_fracs)) if clip_fracs else 0.0,
+            "loss/kl": float(np.mean(kls)) if kls else 0.0,
+            "loss/grad_norm": grad_norm,
+            "time/generation_s": t_gen, "time/environment_s": t_env, "time/verification_s": t_ver,
+            "time/update_s": t_upd, "time/step_s": step_time,
+            **{f"verify/{cfg.domain}/{k}": v for k, v in sorted(categories.items())},
+        }
+        _append_metrics(metrics_path, last)
+        if writer is not None:
+            for k, v in last.items():
+                if k != "step":
+                    writer.add_scalar(k, v, step + 1)
+        log(f"step {step + 1}/{cfg.steps}: reward {last['rollout/reward']:.3f} (std {batch_std:.3f}), "
+            f"loss {last['loss/policy']:.4f}, {step_time:.1f}s")
+
+        if ((cfg.reprofile_every and (step + 1) % cfg.reprofile_every == 0)
+                or (cfg.reprofile_std_below and batch_std < cfg.reprofile_std_below)):
+            new_pivots, info = _profile_pivots(cfg, env, policy, f"step {step + 1}", log)
+            accounting["rollout_turns"] += info["turns"]
+            accounting["generated_tokens"] += info["tokens"]
+            if new_pivots:
+                pivots = new_pivots
+                log(f"re-profiled: {len(pivots)} pivots")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            save_checkpoint(out, step + 1, policy, optimizer, pivots)
+    if writer is not None:
+        writer.close()
+    env.close()
+    accounting["wall_clock_s"] = time.perf_counter() - wall_start
+    summary = {"final": last, "compute": accounting, "pivots": len(pivots)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _truncate_metrics(path: Path, start_step: int) -> None:
+    """On resume, drop metrics of steps after the checkpoint (they will be recomputed identically)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= start_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def _tensorboard(out: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
