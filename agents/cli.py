@@ -153,6 +153,81 @@ def data_generate(out: Path = typer.Argument(..., help="Output JSONL."),
     console.print(f"wrote {count} trajectories to {out}")
 
 
+@app.command("profile")
+def profile_cmd(policy: str = typer.Option(..., help="Policy SPEC: replay, random, hf:PATH, openai:URL#MODEL."),
+                trajectories: Path | None = typer.Option(None, help="JSONL records (default: the domain's bundled data)."),
+                domain: str = typer.Option("tool_use", help="Registered domain of the records."),
+                k: int = typer.Option(8, "--k", min=2, help="Samples per candidate state."),
+                out: Path = typer.Option(Path("runs/profile"), help="Cache and report directory."),
+                verifier: str | None = typer.Option(None, help="Verifier name (default: the domain's)."),
+                lambda_diff: float = typer.Option(0.6, help="Pivot rule: var > 0 and mean < lambda_diff."),
+                seed: int = typer.Option(0, help="Sampling seed.")) -> None:
+    """Sample K actions at every candidate state, score them, report the pivot yield (cached, resumable)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from agents.core import make_policy
+    from agents.profile import ProfileConfig, profile, write_report
+    from pivot_envs.core import TrajectoryEnv
+
+    env = TrajectoryEnv(trajectories, domain=domain, verifier=verifier)
+    pol = make_policy(policy, trajectories=list(env.trajectories.values()), seed=seed)
+    with Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        task = progress.add_task("profile", total=None)
+        result = profile(env, pol, out, ProfileConfig(k=k, seed=seed, verifier=verifier),
+                         on_batch=lambda done, total: progress.update(task, completed=done, total=total))
+    summary = write_report(result, lambda_diff)
+    env.close()
+    console.print(f"{summary['states']} states, zero-variance {summary['zero_variance_share']:.1%}, "
+                  f"{summary['pivots']} pivots ({summary['pivot_yield']:.1%} yield, {summary['yield_health']}); "
+                  f"report: {result.directory / 'report.md'}")
+
+
+def _run_config(kind: str, config: Path | None, overrides: list[str]) -> None:
+    from agents.config import ConfigError, load_config
+
+    if kind == "train":
+        from agents.pivotrl import TrainConfig as cls
+        from agents.pivotrl import train as run
+    elif kind == "sft":
+        from agents.sft import SFTConfig as cls
+        from agents.sft import train_sft as run
+    else:
+        from agents.e2e import E2EConfig as cls
+        from agents.e2e import train_e2e as run
+    try:
+        cfg = load_config(cls, config, overrides)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    summary = run(cfg, log=console.print)
+    console.print_json(json.dumps(summary))
+
+
+_SET_HELP = "Override a config field: --set key=value (repeatable)."
+
+
+@app.command("train")
+def train_cmd(config: Path | None = typer.Option(None, help="TOML or YAML config (agents.pivotrl.TrainConfig)."),
+              overrides: list[str] = typer.Option([], "--set", help=_SET_HELP)) -> None:
+    """PivotRL: profile, filter pivots, single-turn GRPO. Resumes from the latest checkpoint."""
+    _run_config("train", config, overrides)
+
+
+@app.command("sft")
+def sft_cmd(config: Path | None = typer.Option(None, help="TOML or YAML config (agents.sft.SFTConfig)."),
+            overrides: list[str] = typer.Option([], "--set", help=_SET_HELP)) -> None:
+    """SFT baseline: loss on the assistant tokens of the trajectories."""
+    _run_config("sft", config, overrides)
+
+
+@app.command("e2e")
+def e2e_cmd(config: Path | None = typer.Option(None, help="TOML or YAML config (agents.e2e.E2EConfig)."),
+            overrides: list[str] = typer.Option([], "--set", help=_SET_HELP)) -> None:
+    """End-to-end RL baseline: multi-turn GRPO on whole episodes rewarded by the task outcome."""
+    _run_config("e2e", config, overrides)
+
+
 @app.command("demo")
 def demo(quick: bool = typer.Option(False, "--quick", help="A few trajectories per domain (seconds)."),
          out: Path = typer.Option(Path("runs/demo"), help="Where the report is written."),

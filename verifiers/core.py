@@ -39,8 +39,11 @@ class Category:
     """Stable reason codes carried by verdicts. New codes are added, never renamed."""
 
     EQUIVALENT = "EQUIVALENT"
+    # the candidate itself is malformed (method "error")
     BAD_FORMAT = "BAD_FORMAT"  # the candidate could not be parsed
     BAD_JSON = "BAD_JSON"  # tool-call arguments are not a JSON object
+    EMPTY = "EMPTY"  # an empty turn: no content and no calls
+    # rules: shape of the action
     WRONG_KIND = "WRONG_KIND"  # tool call vs message to the user
     CALL_COUNT = "CALL_COUNT"  # different number of parallel calls
     WRONG_TOOL = "WRONG_TOOL"
@@ -49,9 +52,31 @@ class Category:
     ARG_EXTRA = "ARG_EXTRA"
     ARG_TYPE = "ARG_TYPE"
     ARG_VALUE = "ARG_VALUE"
+    TARGET_DIFFERS = "TARGET_DIFFERS"  # another file, URL or path than the demonstration's
+    RANGE_DISJOINT = "RANGE_DISJOINT"  # a view of lines that do not overlap the demonstrated view
+    COMMAND_DIFFERS = "COMMAND_DIFFERS"  # shell commands differ as text and nothing could execute them
+    # rules: messages to the user
     MESSAGE_DIFFERS = "MESSAGE_DIFFERS"
-    EMPTY = "EMPTY"  # an empty turn: no content and no calls
+    MISSING_FACTS = "MISSING_FACTS"  # ids, amounts, statuses of the demonstrated message are absent
+    EXTRA_FACTS = "EXTRA_FACTS"  # the message states ids, emails or amounts the demonstration does not
+    # execution in twin forks of the turn-k world
+    STATE_DIFFERS = "STATE_DIFFERS"  # the world (database) hashes differ after the two actions
+    FS_EFFECT_DIFFERS = "FS_EFFECT_DIFFERS"  # changed files (paths or contents) differ
+    OUTPUT_DIFFERS = "OUTPUT_DIFFERS"  # normalised outputs of read-only actions differ
+    EXIT_DIFFERS = "EXIT_DIFFERS"  # one succeeded, the other failed (or failed differently)
+    TIMEOUT = "TIMEOUT"  # the candidate ran past its deadline
+    RESULTS_DIFFER = "RESULTS_DIFFER"  # search results overlap less than the threshold
+    # the LLM judge
+    JUDGE_NO = "JUDGE_NO"
+    JUDGE_UNPARSABLE = "JUDGE_UNPARSABLE"  # no single [[A=B]] / [[A!=B]] label in the judge's answer
+    JUDGE_SWAP_DISAGREES = "JUDGE_SWAP_DISAGREES"  # equivalent in one order, not in the swapped one
+    # baselines
     NOT_EXACT = "NOT_EXACT"  # the exact-match baseline's only failure code
+    # rows of a candidates file that could not be scored (``pivotrl verify``)
+    BAD_ROW = "BAD_ROW"  # not JSON, or a field missing or of the wrong type
+    UNKNOWN_TRAJECTORY = "UNKNOWN_TRAJECTORY"
+    TURN_OUT_OF_RANGE = "TURN_OUT_OF_RANGE"
+    INFRA_ERROR = "INFRA_ERROR"  # the state could not be restored (a sandbox fault, not the candidate)
 
 
 class VerifierError(Exception):
@@ -149,6 +174,12 @@ class Verifier(ABC):
 _REGISTRY: dict[str, str] = {
     "exact": "verifiers.exact:ExactMatch",
     "toolcall": "verifiers.toolcall:ToolCallRules",
+    "nemo": "verifiers.nemo:NemoComparator",
+    "tool_use": "verifiers.tooluse:ToolUseCascade",
+    "terminal": "verifiers.terminal:TerminalCascade",
+    "code": "verifiers.code:CodeEditCascade",
+    "search": "verifiers.search:SearchCascade",
+    "judge": "verifiers.judge:JudgeVerifier",
 }
 
 
