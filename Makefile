@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev,train,docker]"
+	$(PY) -m pip install --quiet -e ".[dev,train,docker,openai]"
 	$(PY) -c "import torch, gymnasium, typer, pivot_envs, verifiers, agents, sandboxes"
 	touch $(STAMP)
 

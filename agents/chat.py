@@ -69,7 +69,8 @@ def to_template_messages(messages: Sequence[Mapping[str, Any]], *, reasoning: st
 
     * ``tool_calls[*].function.arguments`` given as a JSON string becomes a dict (a string that is not a
       JSON object is kept as written, so a malformed call still renders);
-    * ``content`` given as a list of text parts becomes one string; ``None`` content is removed;
+    * ``content`` given as a list of text parts becomes one string, and ``None`` becomes ``""`` (templates
+      such as Qwen3's apply string operations to it);
     * ``reasoning_content`` is removed (``reasoning="drop"``, the default) or kept for templates that
       render it (``reasoning="keep"``).
 
@@ -80,6 +81,7 @@ def to_template_messages(messages: Sequence[Mapping[str, Any]], *, reasoning: st
     out = []
     for message in messages:
         m = {k: v for k, v in message.items() if v is not None}
+        m.setdefault("content", "")
         if isinstance(m.get("content"), list):
             m["content"] = "".join(p.get("text", "") for p in m["content"] if isinstance(p, dict))
         if reasoning == "drop":
@@ -163,10 +165,10 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
     for i in eos if isinstance(eos, list) else [eos]:
         if i is not None and i not in ids:
             ids.append(int(i))
-    vocab = tokenizer.get_vocab()
+    unk = getattr(tokenizer, "unk_token_id", None)
     for s in _END_OF_TURN_STRINGS:
-        i = vocab.get(s)
-        if i is not None and i not in ids:
+        i = tokenizer.convert_tokens_to_ids(s)  # unk (or None) when the vocabulary lacks it
+        if i is not None and i != unk and i not in ids:
             ids.append(int(i))
     return ids
 

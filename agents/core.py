@@ -61,10 +61,18 @@ class PolicySpecError(ValueError):
 SPEC_FORMS = ("replay", "random", "hf:PATH_OR_ID", "vllm:PATH_OR_ID", "openai:BASE_URL#MODEL")
 
 
-def make_policy(spec: str, *, trajectories: Sequence[Any] = (), seed: int = 0) -> Policy:
+def make_policy(spec: str, *, trajectories: Sequence[Any] = (), seed: int = 0, **options: Any) -> Policy:
     """Build a policy from a SPEC string.
 
-    ``replay`` needs the trajectories whose demonstrations it plays back.
+    * ``replay``: plays back ``trajectories``.
+    * ``random``: a seeded random tool caller.
+    * ``hf:PATH_OR_ID``: :class:`~agents.policies.hf.HFPolicy` from a checkpoint directory or hub id;
+      ``options`` go to ``HFPolicy.from_pretrained`` (``temperature``, ``max_new_tokens``, ``device``, ...).
+    * ``openai:BASE_URL#MODEL``: :class:`~agents.policies.openai.OpenAIPolicy` for an OpenAI-compatible
+      server, e.g. ``openai:http://127.0.0.1:8000/v1#Qwen/Qwen3-8B``; ``options`` go to its constructor.
+
+    >>> make_policy("random").name
+    'random'
     """
     kind, _, target = spec.partition(":")
     if spec == "replay":
@@ -75,9 +83,24 @@ def make_policy(spec: str, *, trajectories: Sequence[Any] = (), seed: int = 0) -
         from agents.policies.random import RandomAgent
 
         return RandomAgent(seed=seed)
-    if kind in ("hf", "vllm", "openai") and target:
+    if kind == "hf" and target:
+        from agents.policies.hf import HFPolicy
+
+        try:
+            return HFPolicy.from_pretrained(target, seed=seed, **options)
+        except OSError as exc:
+            raise PolicySpecError(f"policy {spec!r}: {exc}") from exc
+    if kind == "openai" and target:
+        base_url, _, model = target.rpartition("#")
+        if not base_url or not model:
+            raise PolicySpecError(f"policy {spec!r}: expected openai:BASE_URL#MODEL, "
+                                  "e.g. openai:http://127.0.0.1:8000/v1#my-model")
+        from agents.policies.openai import OpenAIPolicy
+
+        return OpenAIPolicy(base_url, model, seed=seed, **options)
+    if kind == "vllm" and target:
         raise PolicySpecError(
-            f"policy {spec!r}: model-backed policies ({kind}:) come with the PivotRL agent and are not in this "
-            "version yet; use 'replay' or 'random'."
+            f"policy {spec!r}: the vLLM policy is not in this version yet; serve the model with vLLM's "
+            "OpenAI-compatible server and use 'openai:BASE_URL#MODEL', or load it in-process with 'hf:PATH_OR_ID'."
         )
     raise PolicySpecError(f"unknown policy SPEC {spec!r}; expected one of: {', '.join(SPEC_FORMS)}")

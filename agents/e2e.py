@@ -58,15 +58,13 @@ class E2EConfig:
             raise ValueError(f"advantage={self.advantage!r}: use 'group' or 'loo'")
 
 
-def rollout_episode(env: TrajectoryEnv, policy: Any, trajectory_id: str, tokenizer: Any) -> dict[str, Any]:
+def rollout_episode(env: TrajectoryEnv, policy: Any, trajectory_id: str) -> dict[str, Any]:
     """Play one episode from turn 0; returns the per-turn (prompt ids, sample) pairs and the outcome."""
-    from agents.chat import prompt_ids
-
     obs, info = env.reset(options={"trajectory": trajectory_id, "turn": 0})
     turns, reward, done, sandbox_s = [], 0.0, False, 0.0
     while not done:
         sample = policy.sample([obs], n=1, infos=[info])[0][0]
-        turns.append((prompt_ids(tokenizer, obs), sample))
+        turns.append((policy.prompt_ids(obs), sample))
         t = time.perf_counter()
         obs, reward, terminated, truncated, info = env.step(sample.text)
         sandbox_s += time.perf_counter() - t
@@ -100,7 +98,7 @@ def train_e2e(cfg: E2EConfig, log: Any = print) -> dict[str, Any]:
         tasks = [ids[i] for i in rng.choice(len(ids), size=min(cfg.tasks_per_step, len(ids)), replace=False)]
         model.eval()
         policy.reseed(cfg.seed * 1_000_003 + step)
-        episodes = [[rollout_episode(env, policy, tid, tok) for _ in range(cfg.group_size)] for tid in tasks]
+        episodes = [[rollout_episode(env, policy, tid) for _ in range(cfg.group_size)] for tid in tasks]
         rewards = torch.tensor([[e["reward"] for e in group] for group in episodes])
         adv = group_advantages(rewards, cfg.advantage)
         seqs = [(p, s, float(adv[i, j])) for i, group in enumerate(episodes) for j, e in enumerate(group)

@@ -208,7 +208,6 @@ def _profile_pivots(cfg: TrainConfig, env: TrajectoryEnv, policy: Any, tag: str,
 
 def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     """Run PivotRL; returns the final metrics and compute accounting. Resumes from the latest checkpoint."""
-    from agents.chat import prompt_ids
     from agents.policies.hf import HFPolicy, sequence_logprobs
 
     wall_start = time.perf_counter()
@@ -229,7 +228,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     resume = checkpoints[-1] if checkpoints else None
     policy = HFPolicy.from_pretrained(str(resume or cfg.model), device=device, max_new_tokens=cfg.max_new_tokens,
                                       temperature=cfg.temperature, top_p=cfg.top_p)
-    model, tok = policy.model, policy.tokenizer
+    model = policy.model
     ref_model = None
     if cfg.kl_coef > 0:
         ref_model = HFPolicy.from_pretrained(cfg.model, device=device).model.eval()
@@ -303,7 +302,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         # -- update: token-level clipped loss over every completion token of the step
         t3 = time.perf_counter()
         model.train()
-        seqs = [(prompt_ids(tok, obs), s, float(adv[i, j]))
+        seqs = [(policy.prompt_ids(obs), s, float(adv[i, j]))
                 for i, (obs, group) in enumerate(zip(observations, groups, strict=True))
                 for j, s in enumerate(group) if s.token_ids]
         total_tokens = sum(len(s.token_ids) for _, s, _ in seqs) or 1

@@ -56,7 +56,12 @@ def sft_batches(tokenizer: Any, records: list[Any], max_length: int) -> list[tup
     out = []
     for t in records:
         ids, mask = assistant_mask(tokenizer, t.messages, t.tools)
-        out.append((list(ids)[:max_length], list(mask)[:max_length]))
+        ids, mask = list(ids)[:max_length], list(mask)[:max_length]
+        if any(mask):  # a conversation whose first assistant turn lies beyond max_length teaches nothing
+            out.append((ids, mask))
+    if not out:
+        raise ValueError(f"no trajectory has an assistant token within max_length={max_length} tokens; "
+                         "raise max_length (prompts with many tool schemas are long)")
     return out
 
 
@@ -111,11 +116,11 @@ def train_sft(cfg: SFTConfig, log: Any = print) -> dict[str, Any]:
         optimizer.step()
         sched.step()
         seen_tokens += tokens
-        losses.append(float(loss))
+        losses.append(loss.item())
         with open(metrics_path, "a") as fh:
-            fh.write(json.dumps({"step": step + 1, "loss/sft": float(loss), "tokens": tokens}) + "\n")
+            fh.write(json.dumps({"step": step + 1, "loss/sft": losses[-1], "tokens": tokens}) + "\n")
         if (step + 1) % max(cfg.steps // 10, 1) == 0 or step == 0:
-            log(f"sft step {step + 1}/{cfg.steps}: loss {float(loss):.4f}")
+            log(f"sft step {step + 1}/{cfg.steps}: loss {losses[-1]:.4f}")
     final = out / "final"
     model.save_pretrained(final, safe_serialization=True)
     tok.save_pretrained(final)

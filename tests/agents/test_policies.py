@@ -48,5 +48,7 @@ def test_policy_specs():
     assert make_policy("random").name == "random"
     with pytest.raises(PolicySpecError, match="expected one of"):
         make_policy("gpt")
-    with pytest.raises(PolicySpecError, match="not in this version"):
-        make_policy("hf:some/model")
+    with pytest.raises(PolicySpecError, match="could not load model"):
+        make_policy("hf:./no/such/checkpoint")
+    with pytest.raises(PolicySpecError, match="openai:BASE_URL#MODEL"):
+        make_policy("openai:http://127.0.0.1:9")
