@@ -17,6 +17,8 @@ envs_app = typer.Typer(help="Registered environments.", no_args_is_help=True)
 data_app = typer.Typer(help="Validate, convert, inspect and generate trajectory files.", no_args_is_help=True)
 app.add_typer(envs_app, name="envs")
 app.add_typer(data_app, name="data")
+sandbox_app = typer.Typer(help="Docker sandbox image and leftovers.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
 console = Console()
 err = Console(stderr=True)
 
@@ -153,6 +155,23 @@ def data_generate(out: Path = typer.Argument(..., help="Output JSONL."),
     console.print(f"wrote {count} trajectories to {out}")
 
 
+@app.command("verify")
+def verify_cmd(trajectories: Path = typer.Option(..., help="The trajectory records (JSONL) the rows refer to."),
+               candidates: Path = typer.Option(..., help='JSONL rows {"trajectory_id", "turn", "action"}.'),
+               out: Path | None = typer.Option(None, help="Write one JSON verdict per row here (JSONL)."),
+               verifier: str | None = typer.Option(None, help="Verifier name (default: each record's domain's).")) -> None:
+    """Score candidate actions against the demonstrations; print counts by method and category."""
+    from verifiers.batch import verify_file
+    from verifiers.core import VerifierError
+
+    try:
+        report = verify_file(trajectories, candidates, out, verifier, progress=True)
+    except (VerifierError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print_json(json.dumps(report["summary"]))
+
+
 @app.command("profile")
 def profile_cmd(policy: str = typer.Option(..., help="Policy SPEC: replay, random, hf:PATH, openai:URL#MODEL."),
                 trajectories: Path | None = typer.Option(None, help="JSONL records (default: the domain's bundled data)."),
@@ -250,6 +269,44 @@ def bench(out: Path | None = typer.Option(None, "--out", help="Also write the JS
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
     print(text)
+
+
+@sandbox_app.command("build-image")
+def sandbox_build_image(
+    from_registry: bool = typer.Option(False, "--from-registry", help="Build on debian:bookworm-slim from a registry."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the image exists."),
+    mirror: str | None = typer.Option(None, help="Debian mirror for debootstrap (default: from apt sources)."),
+    network: str = typer.Option("host", help="Network of the build containers: host or bridge."),
+) -> None:
+    """Build the Docker sandbox image (a no-op when it is up to date) and print its tag."""
+    from sandboxes.errors import SandboxError
+    from sandboxes.images import ensure_image
+
+    try:
+        tag = ensure_image(from_registry=from_registry, force=force, mirror=mirror, network_mode=network)
+    except SandboxError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    print(tag)
+
+
+@sandbox_app.command("reap")
+def sandbox_reap(
+    all_sessions: bool = typer.Option(False, "--all", help="Also remove the sandboxes of running processes."),
+    max_snapshot_gb: float | None = typer.Option(None, help="Then prune the oldest unused snapshots to this size."),
+    session: str | None = typer.Option(None, help="Only objects of this pivotrl.session label."),
+) -> None:
+    """Remove containers and snapshot images that dead pivotrl processes left behind; print a JSON report."""
+    from sandboxes.docker import reap
+    from sandboxes.errors import SandboxError
+
+    budget = None if max_snapshot_gb is None else int(max_snapshot_gb * 1024**3)
+    try:
+        report = reap(all_sessions=all_sessions, max_snapshot_bytes=budget, session=session)
+    except SandboxError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    print(json.dumps(report.to_dict(), indent=2))
 
 
 def main() -> None:

@@ -119,7 +119,7 @@ def train_e2e(cfg: E2EConfig, log: Any = print) -> dict[str, Any]:
             adv_flat = torch.cat([torch.full((len(s.token_ids),), a) for _, s, a in micro]).to(new_flat.device)
             loss, _ = policy_loss(new_flat, old_flat, adv_flat, cfg.clip_low, cfg.clip_high)
             (loss / total_tokens).backward()
-            loss_sum += float(loss)
+            loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         last = {"step": step + 1, "rollout/episode_reward": float(rewards.mean()),

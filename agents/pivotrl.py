@@ -329,7 +329,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
                     ref_flat = torch.cat(sequence_logprobs(ref_model, prompts, comps)).float()
             loss, stats = policy_loss(new_flat, old_flat, adv_flat, cfg.clip_low, cfg.clip_high, ref_flat, cfg.kl_coef)
             (loss / total_tokens).backward()
-            loss_sum += float(loss)
+            loss_sum += loss.item()
             clip_fracs.append(stats["clip_fraction"])
             if "kl" in stats:
                 kls.append(stats["kl"])

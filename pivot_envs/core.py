@@ -111,6 +111,8 @@ class TrajectoryEnv(gym.Env[dict, str]):
         self.observation_space = Chat()
         self.action_space = AssistantTurn(tool_names)
         self.sandbox: Sandbox | None = None
+        self._retired: list[Sandbox] = []  # kept open: they own cached snapshots
+        self._owns_cache = True
         self._traj: Trajectory | None = None
         self._turn = 0
         self._messages: list[dict[str, Any]] = []
@@ -192,9 +194,14 @@ class TrajectoryEnv(gym.Env[dict, str]):
         return "\n".join(lines)
 
     def close(self) -> None:
-        if self.sandbox is not None:
-            self.sandbox.close()
-            self.sandbox = None
+        """Close the sandbox (and any retired ones that owned cached snapshots); the cache is emptied."""
+        for sb in [self.sandbox, *self._retired]:
+            if sb is not None:
+                sb.close()
+        self.sandbox = None
+        self._retired = []
+        if self.cache is not None and self._owns_cache:
+            self.cache.clear()
 
     # -- PivotRL helpers -----------------------------------------------------------------------------
 
@@ -219,7 +226,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
                              executor=self.domain_of(self._traj).execute)
 
     def fork(self, n: int = 1) -> list[TrajectoryEnv]:
-        """``n`` independent envs in the current state (one per GRPO sample); they share the cache."""
+        """``n`` independent envs in the current state (one per GRPO sample); each owns its sandbox."""
         if self._traj is None:
             raise RuntimeError("call reset() before fork()")
         sandboxes = self.sandbox.fork(n) if self.sandbox is not None else [None] * n
@@ -227,6 +234,8 @@ class TrajectoryEnv(gym.Env[dict, str]):
         for sb in sandboxes:
             clone = copy.copy(self)
             clone.sandbox = sb
+            # A fork steps from this state; if it is reset, it replays (its snapshots would die with it).
+            clone.cache, clone._retired, clone._owns_cache = None, [], False
             clone._messages = copy_messages(self._messages)
             clone._user_queue = copy_messages(self._user_queue)
             clone._np_random = copy.deepcopy(self._np_random)
@@ -273,10 +282,15 @@ class TrajectoryEnv(gym.Env[dict, str]):
         return keys[: upto + 1]
 
     def _restore(self, traj: Trajectory, turn: int) -> tuple[str, list[dict[str, Any]], str | None]:
-        """Bring the sandbox to the state before ``turn``: (how, divergence list, digest if known)."""
+        """Bring the sandbox to the state before ``turn``: (how, divergence list, digest if known).
+
+        Snapshots live only as long as the sandbox that took them (a workspace copy, a committed image),
+        so the env keeps one long-lived sandbox per backend that owns every cached snapshot: a new
+        record's turn-0 world is moved into it rather than replacing it.
+        """
         domain = self.domain_of(traj)
         if traj.sandbox == "none":
-            self.close()
+            self._set_aside()
             return "text", [], None
         keys = self.prefix_keys(traj, turn)
         start, snap = 0, None
@@ -289,15 +303,24 @@ class TrajectoryEnv(gym.Env[dict, str]):
                     break
             else:
                 self.cache.misses += 1
-        if self.sandbox is not None and (snap is None or self.sandbox.backend != snap.backend):
-            self.close()
-        if self.sandbox is None:
-            self.sandbox = domain.make_sandbox(traj)
-        assert self.sandbox is not None
         if snap is not None:
-            self.sandbox.restore(snap)
-        elif self.cache is not None:
-            self.cache.put(keys[0], self.sandbox.snapshot())
+            keeper = self._keeper_for(snap.backend)
+            if keeper is None:
+                raise RuntimeError("a cached snapshot outlived its sandbox; this is a bug in pivotrl, please report it")
+            keeper.restore(snap)
+        else:
+            fresh = domain.make_sandbox(traj)
+            assert fresh is not None, f"domain {domain.name!r} built no sandbox for a {traj.sandbox!r} record"
+            keeper = self._keeper_for(fresh.backend) if self.cache is not None else None
+            if keeper is None:
+                self._set_aside()
+                self.sandbox = fresh
+            else:
+                keeper.restore(fresh.snapshot())
+                fresh.close()
+            if self.cache is not None:
+                self.cache.put(keys[0], self.sandbox.snapshot())
+        assert self.sandbox is not None
         divergence: list[dict[str, Any]] = []
         for t in range(start, turn):
             recorded = traj.tool_outputs(t)
@@ -314,6 +337,28 @@ class TrajectoryEnv(gym.Env[dict, str]):
         if snap is not None and start == turn:
             return "cache", divergence, snap.digest
         return ("replay" if snap is None else f"cache@{start}+replay"), divergence, None
+
+    def _keeper_for(self, backend: str) -> Sandbox | None:
+        """Make the kept sandbox of ``backend`` current (it owns that backend's cached snapshots)."""
+        if self.sandbox is not None and self.sandbox.backend == backend:
+            return self.sandbox
+        for sb in self._retired:
+            if sb.backend == backend:
+                self._retired.remove(sb)
+                self._set_aside()
+                self.sandbox = sb
+                return sb
+        return None
+
+    def _set_aside(self) -> None:
+        """No current sandbox; keep the old one open if cached snapshots may depend on it."""
+        if self.sandbox is None:
+            return
+        if self.cache is not None and self._owns_cache:
+            self._retired.append(self.sandbox)
+        else:
+            self.sandbox.close()
+        self.sandbox = None
 
     def _episode_step(self, act: Action) -> tuple[dict, float, bool, bool, dict]:
         traj = self._traj

@@ -98,13 +98,11 @@ class Domain:
             return None
         if kind == "inprocess":
             return InProcessSandbox(env.get("state") or {}, tools=self.tools)
-        if kind == "docker":
-            # The Docker backend arrives with its own issue; until then run on the local sandbox.
-            logger.warning("record %s asks for a Docker sandbox; using the local sandbox instead", trajectory.id)
-        from sandboxes.local import LocalSandbox
+        # Shell worlds: a hardened Docker container when a daemon answers (records asking for "docker"),
+        # else the local sandbox with a one-time warning; the terminal domain's factory does exactly this.
+        from pivot_envs.domains.terminal.sandbox import make_sandbox as shell_sandbox
 
-        return LocalSandbox(files=env.get("files") or {}, setup=env.get("setup") or (),
-                            timeout=float(env.get("timeout", 10.0)))
+        return shell_sandbox(trajectory)
 
     def execute(self, sandbox: Sandbox, call: ToolCall) -> tuple[str, ExecResult]:
         """Run one tool call in ``sandbox``; returns the tool message text and the raw result.

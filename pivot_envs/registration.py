@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "pivotrl.domains"
 _DOMAINS: dict[str, Domain] = {}
-_BUILTINS = ("pivot_envs.domains.tool_use:DOMAIN",)
+_BUILTINS = ("pivot_envs.domains.tool_use:DOMAIN", "pivot_envs.domains.terminal:DOMAIN")
 _plugins_loaded = False
 
 

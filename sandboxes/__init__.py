@@ -11,25 +11,33 @@ from sandboxes.errors import SandboxClosedError, SandboxError, SnapshotError, Un
 from sandboxes.inprocess import InProcessSandbox, ToolError
 
 __all__ = [
+    "DockerLimits",
+    "DockerSandbox",
     "ExecResult",
     "InProcessSandbox",
     "LocalSandbox",
     "Sandbox",
     "SandboxClosedError",
     "SandboxError",
+    "SandboxPool",
     "Snapshot",
     "SnapshotError",
     "ToolError",
     "UnsupportedOperation",
     "canonical_json",
+    "reap",
     "sha256_json",
 ]
 
 
-def __getattr__(name: str):
-    # LocalSandbox pulls in subprocess/resource handling; import it on first use.
-    if name == "LocalSandbox":
-        from sandboxes.local import LocalSandbox
+# Backends with heavier imports (subprocess handling, the docker SDK, an optional extra) load on first use.
+_LAZY = {"LocalSandbox": "sandboxes.local", "DockerSandbox": "sandboxes.docker", "DockerLimits": "sandboxes.docker",
+         "reap": "sandboxes.docker", "SandboxPool": "sandboxes.pool"}
 
-        return LocalSandbox
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'sandboxes' has no attribute {name!r}")

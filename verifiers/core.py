@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, KeysView, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -144,13 +144,26 @@ class VerifyContext:
     sandbox: Sandbox | None = None
     executor: Callable[[Sandbox, ToolCall], tuple[str, ExecResult]] | None = None
 
+    _index: tuple[int, dict[str, dict[str, Any]]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _schemas(self) -> dict[str, dict[str, Any]]:
+        # Built once per context (rule verdicts ask for schemas several times per call).
+        if self._index is None or self._index[0] != id(self.tools):
+            index: dict[str, dict[str, Any]] = {}
+            for tool in self.tools:
+                fn = tool.get("function", tool) if isinstance(tool, dict) else {}
+                if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+                    index.setdefault(fn["name"], fn.get("parameters") or {"type": "object", "properties": {}})
+            self._index = (id(self.tools), index)
+        return self._index[1]
+
     def tool_schema(self, name: str) -> dict[str, Any] | None:
         """The JSON-schema ``parameters`` of tool ``name``, or None when the tool is unknown."""
-        for tool in self.tools:
-            fn = tool.get("function", tool)
-            if fn.get("name") == name:
-                return fn.get("parameters") or {"type": "object", "properties": {}}
-        return None
+        return self._schemas().get(name)
+
+    def tool_names(self) -> KeysView[str]:
+        """Names of the tools available at this state (empty when the context does not say)."""
+        return self._schemas().keys()
 
 
 class Verifier(ABC):

@@ -4,24 +4,93 @@ Decides at the rule level, without executing anything:
 
 1. A malformed candidate scores 0 (``BAD_FORMAT`` / ``BAD_JSON``).
 2. Kind must agree: a tool call is never equivalent to a message to the user (``WRONG_KIND``).
-3. Parallel calls are matched as a multiset: every expected call needs its own equivalent candidate.
-4. Per call: same tool name (``WRONG_TOOL``, or ``UNKNOWN_TOOL`` when the name is not a tool at all);
-   omitted optional parameters take their schema ``default``; keys must agree (``ARG_MISSING`` /
-   ``ARG_EXTRA``); values are compared by type (:func:`values_equal`).
+3. Parallel calls are matched as a multiset by maximum bipartite matching (:func:`max_matching`): every
+   expected call needs its own equivalent candidate, whatever the order.
+4. Per call: same tool name after alias normalisation (:func:`canonical_tool_name`: ``functions.``
+   prefixes, case, ``-``/``.`` separators, camelCase), else ``WRONG_TOOL`` (or ``UNKNOWN_TOOL`` when the
+   name is not a tool at all); omitted optional parameters take their schema ``default``; keys must
+   agree (``ARG_MISSING`` / ``ARG_EXTRA``: unknown parameters fail); JSON types must agree
+   (``ARG_TYPE``; ints are numbers, so ``2`` equals ``2.0``); values are compared by type
+   (:func:`values_equal`), lists as multisets where the schema says ``uniqueItems`` or the parameter is
+   named in ``unordered_params``.
 5. Messages: the candidate must cover the demonstration's words (Dice overlap of normalised tokens at
    least ``message_threshold``). Never "any text gets reward 1": that rule is exploitable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pivot_envs.actions import Action, ToolCall
 from verifiers.core import Category, Verdict, Verifier, VerifyContext
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.'@-][a-z0-9]+)*")
+
+
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NAMESPACES = ("functions.", "function.", "tools.", "tool.")
+
+
+def canonical_tool_name(name: str, known: Collection[str] = (), aliases: Mapping[str, str] | None = None) -> str:
+    """The tool a (possibly decorated) name refers to.
+
+    Explicit ``aliases`` first; then, when ``known`` names are given, the known name that equals ``name``
+    after dropping a ``functions.`` style namespace, splitting camelCase, lower-casing and treating
+    ``-``, ``.`` and spaces as ``_``. Unknown names come back stripped but otherwise unchanged.
+
+    >>> canonical_tool_name("functions.getOrderDetails", ["get_order_details"])
+    'get_order_details'
+    >>> canonical_tool_name("rm_rf", ["get_order_details"])
+    'rm_rf'
+    """
+    name = name.strip()
+    if aliases and name in aliases:
+        return aliases[name]
+    if not known or name in known:
+        return name
+    bare = name
+    for prefix in _NAMESPACES:
+        if bare.startswith(prefix):
+            bare = bare[len(prefix):]
+            break
+    key = _name_key(bare)
+    for k in known:
+        if _name_key(k) == key:
+            return k
+    return name
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[-. ]+", "_", _CAMEL_RE.sub("_", name)).lower()
+
+
+def max_matching(n_left: int, n_right: int, edge: Callable[[int, int], bool]) -> dict[int, int]:
+    """Maximum bipartite matching (Kuhn's augmenting paths): ``{left index: right index}``.
+
+    Greedy pairing can strand a later call whose only partner an earlier call took; augmenting paths
+    undo such pairings. ``edge(i, j)`` is evaluated at most once per pair.
+    """
+    adj = [[j for j in range(n_right) if edge(i, j)] for i in range(n_left)]
+    owner: dict[int, int] = {}  # right -> left
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for j in adj[i]:
+            if j in seen:
+                continue
+            seen.add(j)
+            if j not in owner or augment(owner[j], seen):
+                owner[j] = i
+                return True
+        return False
+
+    for i in sorted(range(n_left), key=lambda i: len(adj[i])):  # most constrained first
+        augment(i, set())
+    return {i: j for j, i in owner.items()}
 
 
 def tokens(text: str) -> list[str]:
@@ -104,21 +173,56 @@ def with_defaults(arguments: dict[str, Any], schema: dict[str, Any] | None) -> d
     return out
 
 
+#: Rule rejections no later stage may overrule: the *shape* of the action is wrong (another kind, tool,
+#: key set or JSON type). An ``ARG_VALUE`` difference is not among them: two values that differ as text
+#: may still act the same (an id that resolves to the same order), so execution decides those.
+DECISIVE_REJECTIONS = frozenset({
+    Category.BAD_FORMAT, Category.BAD_JSON, Category.EMPTY, Category.WRONG_KIND, Category.CALL_COUNT,
+    Category.WRONG_TOOL, Category.UNKNOWN_TOOL, Category.ARG_MISSING, Category.ARG_EXTRA, Category.ARG_TYPE,
+})
+
+
+@dataclass(frozen=True)
+class CallMatch:
+    """The rule-level comparison of two lists of parallel calls.
+
+    Attributes:
+        verdict: Acceptance, or the most telling rejection.
+        pairing: expected index -> candidate index. Complete whenever the calls agree in shape (same
+            tools, keys and types), so an execution stage can run them pairwise; empty otherwise.
+    """
+
+    verdict: Verdict
+    pairing: dict[int, int]
+
+    @property
+    def decisive(self) -> bool:
+        """True when the verdict is a rejection no execution can overturn (an optional parameter given on
+        one side only is not: it may change nothing, e.g. a filter that keeps every row)."""
+        return (not self.verdict.equivalent and self.verdict.category in DECISIVE_REJECTIONS
+                and not self.verdict.details.get("optional"))
+
+
 class ToolCallRules(Verifier):
     """Rule-level functional equivalence of tool calls and messages (see the module docstring).
 
     Args:
         text_threshold: Dice overlap needed for free-text argument values.
         message_threshold: Dice overlap needed between the candidate's and the demonstration's message.
+        unordered_params: Parameter names whose list values compare as multisets whatever the schema says.
+        aliases: Explicit tool-name aliases (``{"lookup_order": "get_order_details"}``).
     """
 
     name = "toolcall"
 
-    def __init__(self, text_threshold: float = 0.8, message_threshold: float = 0.5):
+    def __init__(self, text_threshold: float = 0.8, message_threshold: float = 0.5,
+                 unordered_params: Iterable[str] = (), aliases: Mapping[str, str] | None = None):
         if not 0 < text_threshold <= 1 or not 0 < message_threshold <= 1:
             raise ValueError("thresholds must be in (0, 1]")
         self.text_threshold = text_threshold
         self.message_threshold = message_threshold
+        self.unordered_params = frozenset(unordered_params)
+        self.aliases = dict(aliases or {})
 
     def verify(self, expected: Action, candidate: Action, context: VerifyContext | None = None) -> Verdict:
         ctx = context or VerifyContext()
@@ -132,10 +236,7 @@ class ToolCallRules(Verifier):
             return Verdict.reject("rule", Category.WRONG_KIND, expected=expected.kind, got=candidate.kind)
         if expected.kind == "message":
             return self._compare_messages(expected, candidate)
-        if len(expected.tool_calls) != len(candidate.tool_calls):
-            return Verdict.reject("rule", Category.CALL_COUNT, expected=len(expected.tool_calls),
-                                  got=len(candidate.tool_calls))
-        return self._match_calls(list(expected.tool_calls), list(candidate.tool_calls), ctx)
+        return self.match_calls(expected.tool_calls, candidate.tool_calls, ctx).verdict
 
     def _compare_messages(self, expected: Action, candidate: Action) -> Verdict:
         if not candidate.content.strip():
@@ -146,49 +247,109 @@ class ToolCallRules(Verifier):
         return Verdict.reject("rule", Category.MESSAGE_DIFFERS, overlap=round(overlap, 4),
                               threshold=self.message_threshold)
 
-    def _match_calls(self, expected: list[ToolCall], candidates: list[ToolCall], ctx: VerifyContext) -> Verdict:
-        # Multiset matching: each expected call takes the first equivalent unused candidate. For the
-        # handful of parallel calls a turn has, greedy equals maximum matching unless two candidates are
-        # equivalent to overlapping sets of expected calls, which equivalence (an equivalence relation)
-        # rules out.
-        unused = list(range(len(candidates)))
-        for exp in expected:
-            first_failure: Verdict | None = None
-            for j in unused:
-                verdict = self.compare_call(exp, candidates[j], ctx)
-                if verdict.equivalent:
-                    unused.remove(j)
-                    break
-                first_failure = first_failure or verdict
-            else:
-                assert first_failure is not None
-                return first_failure
-        return Verdict.accept("rule", calls=len(expected))
+    def match_calls(self, expected: Sequence[ToolCall], candidates: Sequence[ToolCall], ctx: VerifyContext) -> CallMatch:
+        """Multiset-match parallel calls: a perfect matching of equivalent pairs accepts; otherwise the
+        verdict names the closest failure, and ``pairing`` pairs the calls if they agree in shape."""
+        n = len(expected)
+        if n != len(candidates):
+            return CallMatch(Verdict.reject("rule", Category.CALL_COUNT, expected=n, got=len(candidates)), {})
+        if n == 1:
+            verdict = self.compare_call(expected[0], candidates[0], ctx)
+            return CallMatch(verdict, {0: 0} if _shaped(verdict) else {})
+        cache: dict[tuple[int, int], Verdict] = {}
+
+        def pair(i: int, j: int) -> Verdict:
+            if (i, j) not in cache:
+                cache[i, j] = self.compare_call(expected[i], candidates[j], ctx)
+            return cache[i, j]
+
+        full = max_matching(n, n, lambda i, j: pair(i, j).equivalent)
+        if len(full) == n:
+            return CallMatch(Verdict.accept("rule", calls=n), full)
+        shaped = _closest_pairing(n, pair, expected, candidates)
+        if shaped is not None:
+            first = next(pair(i, shaped[i]) for i in range(n) if not pair(i, shaped[i]).equivalent)
+            return CallMatch(first, shaped)
+        # No complete pairing of calls alike in shape: report an expected call left out of a maximum
+        # such pairing against the candidates also left out (necessarily a shape rejection).
+        partial = max_matching(n, n, lambda i, j: _shaped(pair(i, j)))
+        i = next(i for i in range(n) if i not in partial)
+        used = set(partial.values())
+        tries = [pair(i, j) for j in range(n) if j not in used]
+        same_tool = [v for v in tries if v.category not in (Category.WRONG_TOOL, Category.UNKNOWN_TOOL)]
+        return CallMatch((same_tool or tries)[0], {})
 
     def compare_call(self, expected: ToolCall, candidate: ToolCall, ctx: VerifyContext) -> Verdict:
-        """Compare one call with another (names, keys after defaults, values by type)."""
-        if candidate.name != expected.name:
-            if ctx.tools and ctx.tool_schema(candidate.name) is None:
+        """Compare one call with another (names, keys after defaults, values by type). A key-set
+        difference that only involves optional schema parameters says so in ``details["optional"]``."""
+        known = ctx.tool_names()
+        name = canonical_tool_name(candidate.name, known, self.aliases)
+        if name != canonical_tool_name(expected.name, known, self.aliases):
+            if known and name not in known:
                 return Verdict.reject("rule", Category.UNKNOWN_TOOL, expected=expected.name, got=candidate.name)
             return Verdict.reject("rule", Category.WRONG_TOOL, expected=expected.name, got=candidate.name)
         schema = ctx.tool_schema(expected.name)
         exp_args = with_defaults(expected.arguments or {}, schema)
         cand_args = with_defaults(candidate.arguments or {}, schema)
+        props = (schema or {}).get("properties") or {}
+        required = set((schema or {}).get("required") or ())
         missing = sorted(set(exp_args) - set(cand_args))
         if missing:
-            return Verdict.reject("rule", Category.ARG_MISSING, tool=expected.name, keys=missing)
+            optional = bool(schema) and all(k in props and k not in required for k in missing)
+            return Verdict.reject("rule", Category.ARG_MISSING, tool=expected.name, keys=missing,
+                                  **({"optional": True} if optional else {}))
         extra = sorted(set(cand_args) - set(exp_args))
         if extra:
-            return Verdict.reject("rule", Category.ARG_EXTRA, tool=expected.name, keys=extra)
-        props = (schema or {}).get("properties") or {}
+            optional = bool(schema) and all(k in props and k not in required for k in extra)
+            return Verdict.reject("rule", Category.ARG_EXTRA, tool=expected.name, keys=extra,
+                                  **({"optional": True} if optional else {}))
         for key in sorted(exp_args):
             a, b = exp_args[key], cand_args[key]
             if _json_type(a) != _json_type(b):
                 return Verdict.reject("rule", Category.ARG_TYPE, tool=expected.name, key=key,
                                       expected=_json_type(a), got=_json_type(b))
-            if not values_equal(a, b, props.get(key), text_threshold=self.text_threshold):
+            prop = props.get(key)
+            if key in self.unordered_params:
+                prop = {**(prop or {}), "uniqueItems": True}
+            if not values_equal(a, b, prop, text_threshold=self.text_threshold):
                 return Verdict.reject("rule", Category.ARG_VALUE, tool=expected.name, key=key, expected=a, got=b)
         return Verdict.accept("rule", tool=expected.name)
+
+
+def _shaped(v: Verdict) -> bool:
+    """Same tool, keys and types: what an execution stage can compare by running both calls."""
+    return v.equivalent or v.category == Category.ARG_VALUE or (
+        v.category in (Category.ARG_MISSING, Category.ARG_EXTRA) and bool(v.details.get("optional")))
+
+
+def _closest_pairing(n: int, pair: Callable[[int, int], Verdict], expected: Sequence[ToolCall],
+                     candidates: Sequence[ToolCall]) -> dict[int, int] | None:
+    """A complete pairing of shape-compatible calls that keeps as many rule-equivalent pairs as possible,
+    then the most similar arguments (exhaustive up to 6 calls, else any maximum matching); None if none."""
+    if n > 6:
+        shaped = max_matching(n, n, lambda i, j: _shaped(pair(i, j)))
+        return shaped if len(shaped) == n else None
+    import itertools  # noqa: PLC0415 - only for the rare multi-call turn
+
+    def closeness(i: int, j: int) -> float:
+        a, b = expected[i].arguments or {}, candidates[j].arguments or {}
+        same = sum(1 for k in a if k in b and a[k] == b[k])
+        return same / max(len(a), len(b), 1) + dice(str(a), str(b)) * 1e-3
+
+    best, best_score = None, None
+    for perm in itertools.permutations(range(n)):
+        if not all(_shaped(pair(i, perm[i])) for i in range(n)):
+            continue
+        score = (sum(pair(i, perm[i]).equivalent for i in range(n)), sum(closeness(i, perm[i]) for i in range(n)))
+        if best_score is None or score > best_score:
+            best, best_score = dict(enumerate(perm)), score
+    return best
+
+
+def canonical_call(call: ToolCall, ctx: VerifyContext, aliases: Mapping[str, str] | None = None) -> ToolCall:
+    """``call`` with its tool name resolved (:func:`canonical_tool_name`), ready for an executor."""
+    name = canonical_tool_name(call.name, ctx.tool_names(), aliases)
+    return call if name == call.name else dataclasses.replace(call, name=name)
 
 
 def _json_type(value: Any) -> str:

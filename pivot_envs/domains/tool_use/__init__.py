@@ -20,7 +20,7 @@ DOMAIN = Domain(
     description="Online-shop customer service: 15 database tools, policy-checked writes, generated conversations.",
     data="pivot_envs.domains.tool_use:data/tool_use.jsonl",
     tools=FUNCTIONS,
-    verifier="toolcall",
+    verifier="tool_use",
 )
 
 __all__ = ["DOMAIN", "FUNCTIONS", "TOOLS"]

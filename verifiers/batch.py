@@ -1,0 +1,177 @@
+"""``pivotrl verify``: score a file of candidate actions against the demonstrations they answer.
+
+Candidates are JSONL rows ``{"trajectory_id": str, "turn": int, "action": str | assistant message}``
+(other fields, such as a label, are ignored). The output has one record per non-blank input line, in
+order: the row number, its line, the trajectory and turn, and the :class:`~verifiers.core.Verdict`
+fields (``score``, ``equivalent``, ``method``, ``category``, ``details``). A row that cannot be scored
+gets an ``error`` field naming the problem and a zero error verdict with a stable category:
+
+* ``BAD_ROW``: not JSON, not an object, a field missing or of the wrong type;
+* ``UNKNOWN_TRAJECTORY``: no such trajectory in the trajectories file (with a "did you mean");
+* ``TURN_OUT_OF_RANGE``: the trajectory has no such turn;
+* ``BAD_FORMAT`` / ``BAD_JSON``: the action text or its call arguments do not parse (the verifier's
+  own error verdict; the row is scored 0);
+* ``INFRA_ERROR``: the state could not be restored (a sandbox fault, not the candidate's).
+
+Good rows are grouped by ``(trajectory_id, turn)``: each state is restored once through
+:class:`~pivot_envs.core.TrajectoryEnv` and its rows are scored with one ``verify_batch`` call (one
+execution of the demonstrated action per state).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pivot_envs.actions import Action
+from verifiers.core import Category, Verdict, Verifier, make_verifier
+
+_ROW_ERRORS = (Category.BAD_ROW, Category.UNKNOWN_TRAJECTORY, Category.TURN_OUT_OF_RANGE, Category.INFRA_ERROR)
+
+
+def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_path: str | Path | None = None,
+                verifier: str | Verifier | None = None, *, progress: bool = False) -> dict[str, Any]:
+    """Score every row of ``candidates_path``; write the records to ``out_path`` (JSONL) when given.
+
+    Args:
+        trajectories_path: The trajectory records (JSONL) the candidates refer to.
+        candidates_path: The candidate rows (JSONL).
+        out_path: Where to write one JSON record per row; None writes nothing.
+        verifier: A verifier name or instance; None = each record's domain verifier.
+        progress: Show a progress bar over states.
+
+    Returns:
+        ``{"rows": [record, ...], "summary": {...}}``; the summary counts rows, scored rows, row errors,
+        acceptances, the mean score of scored rows, restores, and verdicts by method and by category.
+    """
+    from pivot_envs.core import TrajectoryEnv  # noqa: PLC0415 - pivot_envs imports verifiers
+    from pivot_envs.registration import find_domain  # noqa: PLC0415
+    from pivot_envs.trajectory import load_trajectories  # noqa: PLC0415
+
+    if isinstance(verifier, str):
+        verifier = make_verifier(verifier)  # an unknown name is the caller's mistake: raise now
+    loaded = load_trajectories(trajectories_path)
+    trajectories = {t.id: t for t in loaded.trajectories}
+    rows: list[dict[str, Any] | None] = []
+    groups: dict[tuple[str, int], list[tuple[int, int, Action]]] = {}
+    with open(candidates_path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            index = len(rows)
+            parsed = _parse_row(line, line_no, trajectories, find_domain)
+            if isinstance(parsed, dict):
+                rows.append({"row": index, "line": line_no, **parsed})
+                continue
+            tid, turn, action = parsed
+            rows.append(None)
+            groups.setdefault((tid, turn), []).append((index, line_no, action))
+
+    restores = 0
+    env = None
+    if groups:
+        env = TrajectoryEnv(list(trajectories.values()), domain="generic", verifier=verifier)
+    try:
+        for (tid, turn), members in _progress(groups.items(), progress):
+            assert env is not None
+            try:
+                env.reset(options={"trajectory": tid, "turn": turn})
+                restores += 1
+                judge = env.verifier_for(trajectories[tid])
+                verdicts = judge.verify_batch(env.expected_action(), [a for _, _, a in members], env.verify_context())
+            except Exception as exc:  # noqa: BLE001 - one state that cannot be restored must not stop the file
+                reason = f"could not restore trajectory {tid!r} turn {turn}: {type(exc).__name__}: {exc}"
+                verdicts = [Verdict.error(Category.INFRA_ERROR, reason)] * len(members)
+            for (index, line_no, action), verdict in zip(members, verdicts, strict=True):
+                record: dict[str, Any] = {"row": index, "line": line_no, "trajectory_id": tid, "turn": turn,
+                                          **verdict.to_dict()}
+                if verdict.category == Category.INFRA_ERROR:
+                    record["error"] = verdict.details.get("reason")
+                elif action.malformed:
+                    record["error"] = f"action not parsable: {action.malformed}"
+                rows[index] = record
+    finally:
+        if env is not None:
+            env.close()
+
+    records: list[dict[str, Any]] = [r for r in rows if r is not None]
+    summary = _summary(records, restores, [str(e) for e in loaded.errors])
+    if out_path is not None:
+        out = Path(out_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+    return {"rows": records, "summary": summary}
+
+
+def _parse_row(line: str, line_no: int, trajectories: dict[str, Any], find_domain: Any) -> dict[str, Any] | tuple[str, int, Action]:
+    """A (trajectory id, turn, action) triple, or the error record of a row that cannot be scored."""
+    def bad(category: str, reason: str, tid: Any = None, turn: Any = None) -> dict[str, Any]:
+        return {"trajectory_id": tid, "turn": turn, **Verdict.error(category, reason).to_dict(), "error": reason}
+
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return bad(Category.BAD_ROW, f"line {line_no}: not valid JSON ({exc.msg} at char {exc.pos})")
+    if not isinstance(obj, dict):
+        return bad(Category.BAD_ROW, f"line {line_no}: expected a JSON object, got {type(obj).__name__}")
+    missing = [k for k in ("trajectory_id", "turn", "action") if k not in obj]
+    tid, turn = obj.get("trajectory_id"), obj.get("turn")
+    if missing:
+        return bad(Category.BAD_ROW, f"line {line_no}: missing field(s) {', '.join(missing)}", tid, turn)
+    if not isinstance(tid, str):
+        return bad(Category.BAD_ROW, f"line {line_no}: 'trajectory_id' must be a string, got {type(tid).__name__}",
+                   tid, turn)
+    if isinstance(turn, bool) or not isinstance(turn, int):
+        return bad(Category.BAD_ROW, f"line {line_no}: 'turn' must be an integer, got {turn!r}", tid, turn)
+    traj = trajectories.get(tid)
+    if traj is None:
+        close = difflib.get_close_matches(tid, list(trajectories), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return bad(Category.UNKNOWN_TRAJECTORY, f"line {line_no}: no trajectory {tid!r} in the trajectories file{hint}",
+                   tid, turn)
+    if not 0 <= turn < traj.num_turns:
+        return bad(Category.TURN_OUT_OF_RANGE,
+                   f"line {line_no}: trajectory {tid!r} has turns 0..{traj.num_turns - 1}, got turn {turn}", tid, turn)
+    raw = obj["action"]
+    domain = find_domain(traj.domain)
+    fmt = domain.action_format if domain is not None else "hermes"
+    if isinstance(raw, str):
+        action = Action.parse(raw, format=fmt)
+    elif isinstance(raw, dict) and ("content" in raw or "tool_calls" in raw):
+        try:
+            action = Action.from_message(raw)
+        except (TypeError, AttributeError, ValueError) as exc:
+            return bad(Category.BAD_ROW, f"line {line_no}: 'action' is not an assistant message: {exc}", tid, turn)
+    else:
+        return bad(Category.BAD_ROW, f"line {line_no}: 'action' must be the raw assistant text or an assistant "
+                   f"message dict with 'content' and/or 'tool_calls', got {type(raw).__name__}", tid, turn)
+    return tid, turn, action
+
+
+def _summary(records: list[dict[str, Any]], restores: int, load_errors: list[str]) -> dict[str, Any]:
+    scored = [r for r in records if r["category"] not in _ROW_ERRORS]
+    return {
+        "rows": len(records),
+        "scored": len(scored),
+        "row_errors": len(records) - len(scored),
+        "accepted": sum(1 for r in scored if r["equivalent"]),
+        "mean_score": round(sum(r["score"] for r in scored) / len(scored), 6) if scored else None,
+        "restores": restores,
+        "by_method": dict(Counter(r["method"] for r in records).most_common()),
+        "by_category": dict(Counter(r["category"] for r in records).most_common()),
+        "trajectory_load_errors": load_errors,
+    }
+
+
+def _progress(items: Any, enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from rich.progress import track  # noqa: PLC0415
+
+    items = list(items)
+    return track(items, description="verifying states", total=len(items))

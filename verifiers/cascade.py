@@ -1,0 +1,188 @@
+"""Cascades: normalise -> exact -> rules -> execution -> judge; the first decisive stage wins.
+
+Every domain verifier of the project is a :class:`Cascade`: an ordered list of :class:`Stage` objects.
+A stage looks at the expected and the candidate action (and the state, through the
+:class:`~verifiers.core.VerifyContext`) and answers one of three things:
+
+* ``decide(verdict)``: decisive; the cascade stops and returns this verdict;
+* ``tentative(verdict)``: an opinion a later stage may overrule (a rule-level acceptance that execution
+  should confirm, or an argument-value difference whose effect may still be the same);
+* ``None``: nothing to say (the stage does not apply: no sandbox, no judge, another action kind).
+
+When no stage decides, the last tentative verdict is the answer. A verdict that overrules a tentative
+one names it in ``details["overrules"]`` so audits can count how often execution disagreed with rules.
+
+Work shared by the samples of one state lives in a per-state memo dict: :meth:`Cascade.verify_batch`
+hands the same memo to every candidate, so the expected action is executed once per state (not once per
+sample), and candidates that are identical as text are judged once. ``memo["candidate"]`` is a
+scratch dict renewed for every candidate, where a stage leaves what a later stage needs.
+
+Infrastructure faults of a stage (:class:`~sandboxes.errors.SandboxError`) never become a reward: the
+stage is skipped, ``details["execution_error"]`` records the fault, and the cascade goes on (usually
+to the rules' tentative verdict). Bad model output never raises: stages return error verdicts for it.
+
+>>> from pivot_envs.actions import Action
+>>> from verifiers.cascade import Cascade, ExactStage
+>>> c = Cascade([ExactStage(lambda a, ctx: a.content.lower())])
+>>> c.verify(Action(content="Hi"), Action(content="hi")).method
+'exact'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pivot_envs.actions import Action
+from sandboxes.errors import SandboxError
+from verifiers.core import Category, Verdict, Verifier, VerifyContext
+
+#: Per-state scratch space shared by the candidates of one state (see :meth:`Cascade.verify_batch`).
+Memo = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """A stage's answer: a verdict, and whether it ends the cascade."""
+
+    verdict: Verdict
+    final: bool
+
+
+def decide(verdict: Verdict) -> Step:
+    return Step(verdict, True)
+
+
+def tentative(verdict: Verdict) -> Step:
+    return Step(verdict, False)
+
+
+class Stage:
+    """One step of a cascade. Subclasses set ``name`` and implement :meth:`check`."""
+
+    name: ClassVar[str] = "stage"
+
+    def check(self, expected: Action, candidate: Action, ctx: VerifyContext, memo: Memo,
+              prior: Verdict | None) -> Step | None:
+        """Judge ``candidate`` against ``expected``; ``prior`` is the tentative verdict so far (or None)."""
+        raise NotImplementedError
+
+
+class ExactStage(Stage):
+    """Accept when the two actions normalise to the same key (``key(action, ctx)``); else say nothing."""
+
+    name = "exact"
+
+    def __init__(self, key: Callable[[Action, VerifyContext], Hashable]):
+        self.key = key
+
+    def check(self, expected, candidate, ctx, memo, prior):
+        if memo.get("exact_key") is None:
+            memo["exact_key"] = self.key(expected, ctx)
+        if self.key(candidate, ctx) == memo["exact_key"]:
+            return decide(Verdict.accept("exact"))
+        return None
+
+
+def malformed_verdict(candidate: Action) -> Verdict | None:
+    """The error verdict for a candidate that could not be parsed or has a broken call, else None."""
+    if candidate.parse_error:
+        return Verdict.error(Category.BAD_FORMAT, candidate.parse_error)
+    for call in candidate.tool_calls:
+        if call.error:
+            category = Category.BAD_JSON if call.name else Category.BAD_FORMAT
+            return Verdict.error(category, call.error, tool=call.name)
+    if not candidate.tool_calls and not candidate.content.strip():
+        return Verdict.reject("rule", Category.EMPTY)
+    return None
+
+
+class WellFormedStage(Stage):
+    """Malformed candidates (and empty turns) score 0 with the reason; kinds must agree."""
+
+    name = "form"
+
+    def check(self, expected, candidate, ctx, memo, prior):
+        bad = malformed_verdict(candidate)
+        if bad is not None:
+            return decide(bad)
+        if expected.kind != candidate.kind:
+            return decide(Verdict.reject("rule", Category.WRONG_KIND, expected=expected.kind, got=candidate.kind))
+        return None
+
+
+class Cascade(Verifier):
+    """A verifier made of stages; the first decisive stage wins (see the module docstring).
+
+    Args:
+        stages: The stages, in cost order.
+        dedupe_key: Normalised key of a candidate; candidates of one batch with equal keys share a
+            verdict. None disables sharing.
+    """
+
+    name = "cascade"
+
+    def __init__(self, stages: Sequence[Stage], *, dedupe_key: Callable[[Action], Hashable] | None = None):
+        self.stages = list(stages)
+        self.dedupe_key = dedupe_key if dedupe_key is not None else _text_key
+
+    def verify(self, expected: Action, candidate: Action, context: VerifyContext | None = None) -> Verdict:
+        return self.run(expected, candidate, context or VerifyContext(), {})
+
+    def verify_batch(self, expected: Action, candidates: Sequence[Action],
+                     context: VerifyContext | None = None) -> list[Verdict]:
+        """Judge the G samples of one state with one memo: the expected action runs once, and
+        candidates identical after normalisation are judged once."""
+        ctx = context or VerifyContext()
+        memo: Memo = {}
+        seen: dict[Hashable, Verdict] = {}
+        out = []
+        for candidate in candidates:
+            key = self.dedupe_key(candidate) if self.dedupe_key else None
+            if key is not None and key in seen:
+                out.append(seen[key])
+                continue
+            verdict = self.run(expected, candidate, ctx, memo)
+            if key is not None:
+                seen[key] = verdict
+            out.append(verdict)
+        return out
+
+    def run(self, expected: Action, candidate: Action, ctx: VerifyContext, memo: Memo) -> Verdict:
+        """Run the stages in order with a given per-state memo."""
+        prior: Verdict | None = None
+        notes: dict[str, Any] = {}
+        memo["candidate"] = {}  # per-candidate scratch (e.g. the rules' pairing of parallel calls)
+        for stage in self.stages:
+            try:
+                step = stage.check(expected, candidate, ctx, memo, prior)
+            except SandboxError as exc:
+                notes["execution_error"] = f"{stage.name}: {type(exc).__name__}: {exc}"
+                continue
+            if step is None:
+                continue
+            verdict = step.verdict
+            if prior is not None and step.final and (prior.equivalent != verdict.equivalent):
+                notes["overrules"] = prior.category
+            if step.final:
+                return _with(verdict, notes)
+            prior = verdict
+        if prior is None:
+            # Every cascade ends with a stage that always answers; reaching here is a configuration bug.
+            return Verdict.reject("rule", Category.MESSAGE_DIFFERS if expected.kind == "message"
+                                  else Category.ARG_VALUE, reason="no stage judged this pair")
+        return _with(prior, notes)
+
+
+def _with(verdict: Verdict, notes: dict[str, Any]) -> Verdict:
+    if not notes:
+        return verdict
+    return dataclasses.replace(verdict, details={**verdict.details, **notes})
+
+
+def _text_key(action: Action) -> Hashable:
+    calls = tuple((c.name, c.raw_arguments if c.arguments is None else repr(sorted(c.arguments.items())))
+                  for c in action.tool_calls)
+    return (action.content.strip(), calls, action.parse_error)
