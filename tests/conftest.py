@@ -50,3 +50,16 @@ def tool_use_env(tool_use_records):
     env = TrajectoryEnv(tool_use_records[:10], domain="tool_use")
     yield env
     env.close()
+
+
+@pytest.fixture
+def local_shell_worlds(monkeypatch):
+    """Run records that ask for Docker on the local sandbox.
+
+    The contract tests over every registered env check the env and verifier logic on every turn of the
+    bundled data; on Docker that costs minutes per domain, so they use the local backend, and each
+    Docker-backed domain checks its own records on Docker in its `docker`-marked tests.
+    """
+    from pivot_envs.domains.terminal import sandbox as shell
+
+    monkeypatch.setattr(shell, "BACKEND", "local")

@@ -18,5 +18,5 @@ def test_readme_python_example_runs():
     with contextlib.redirect_stdout(out):
         exec(compile(blocks[0], "README.md", "exec"), namespace)
     assert namespace["reward"] == 1.0 and namespace["verdict"].category == "EQUIVALENT"
-    assert "1.0 rule EQUIVALENT" in out.getvalue()
+    assert "1.0 exact EQUIVALENT" in out.getvalue()
     assert "[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]" in out.getvalue()

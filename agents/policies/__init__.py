@@ -10,9 +10,9 @@ from typing import Any
 from agents.policies.random import RandomAgent
 from agents.policies.replay import ReplayAgent
 
-_LAZY = {"HFPolicy": "agents.policies.hf", "OpenAIPolicy": "agents.policies.openai"}
+_LAZY = {"HFPolicy": "agents.policies.hf", "OpenAIPolicy": "agents.policies.openai", "VLLMPolicy": "agents.policies.vllm"}
 
-__all__ = ["HFPolicy", "OpenAIPolicy", "RandomAgent", "ReplayAgent"]
+__all__ = ["HFPolicy", "OpenAIPolicy", "RandomAgent", "ReplayAgent", "VLLMPolicy"]
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,7 @@ def test_bundled_envs_are_registered_with_gymnasium():
 
 
 @pytest.mark.parametrize("env_id", BUNDLED)
-def test_every_registered_env_passes_the_checker_on_every_turn(env_id):
+def test_every_registered_env_passes_the_checker_on_every_turn(env_id, local_shell_worlds):
     env = gym.make(env_id)
     report = check_trajectory_env(env)
     base = env.unwrapped

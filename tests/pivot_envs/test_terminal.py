@@ -285,3 +285,18 @@ def test_domain_describes_itself():
     assert (DOMAIN.name, DOMAIN.env_id) == ("terminal", "pivot/Terminal-v0")
     assert DOMAIN.data_path().name == "terminal.jsonl" and DOMAIN.description
     assert DOMAIN.success is success and DOMAIN.sandbox_factory is make_sandbox
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_every_bundled_record_passes_the_checker_on_docker(records, monkeypatch):
+    # The bar: check_trajectory_env over every turn of every bundled terminal record, on Docker.
+    monkeypatch.setattr(terminal_sandbox, "BACKEND", "docker")
+    env = TrajectoryEnv(records, domain=DOMAIN)
+    try:
+        report = check_trajectory_env(env)
+    finally:
+        env.close()
+    assert report.trajectories == len(records) == 60
+    assert report.turns == sum(r.num_turns for r in records)

@@ -12,7 +12,7 @@ DOMAINS = [d for d in pivot_envs.list_domains() if d.data_path() is not None]
 
 
 @pytest.mark.parametrize("domain", DOMAINS, ids=lambda d: d.name)
-def test_the_demonstration_scores_one_everywhere(domain):
+def test_the_demonstration_scores_one_everywhere(domain, local_shell_worlds):
     env = TrajectoryEnv(domain=domain.name)
     report = check_verifier(env)
     assert report.turns > 0
