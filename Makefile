@@ -11,10 +11,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev,train,docker,openai,search]"
+	$(PY) -m pip install --quiet -e ".[dev,train,docker,openai,search,ray]"
 	# NVIDIA's released verifiers, as a test oracle only: they declare Python >= 3.13 but run on 3.11.
 	$(PY) -m pip install --quiet --no-deps --ignore-requires-python "nemo-gym==0.7.0"
-	$(PY) -c "import torch, gymnasium, typer, pivot_envs, verifiers, agents, sandboxes"
+	$(PY) -c "import torch, gymnasium, typer, ray, pivot_envs, verifiers, agents, sandboxes"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -180,22 +180,27 @@ def profile_cmd(policy: str = typer.Option(..., help="Policy SPEC: replay, rando
                 out: Path = typer.Option(Path("runs/profile"), help="Cache and report directory."),
                 verifier: str | None = typer.Option(None, help="Verifier name (default: the domain's)."),
                 lambda_diff: float = typer.Option(0.6, help="Pivot rule: var > 0 and mean < lambda_diff."),
-                seed: int = typer.Option(0, help="Sampling seed.")) -> None:
+                seed: int = typer.Option(0, help="Sampling seed."),
+                ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS|auto",
+                                               help="Restore and verify states on Ray actors ([ray] extra).")) -> None:
     """Sample K actions at every candidate state, score them, report the pivot yield (cached, resumable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from agents.core import make_policy
+    from agents.distributed import make_verifier_pool
     from agents.profile import ProfileConfig, profile, write_report
     from pivot_envs.core import TrajectoryEnv
 
     env = TrajectoryEnv(trajectories, domain=domain, verifier=verifier)
     pol = make_policy(policy, trajectories=list(env.trajectories.values()), seed=seed)
+    pool = make_verifier_pool(env, ray_address=ray, verifier=verifier)
     with Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as progress:
         task = progress.add_task("profile", total=None)
-        result = profile(env, pol, out, ProfileConfig(k=k, seed=seed, verifier=verifier),
+        result = profile(env, pol, out, ProfileConfig(k=k, seed=seed, verifier=verifier), pool=pool,
                          on_batch=lambda done, total: progress.update(task, completed=done, total=total))
     summary = write_report(result, lambda_diff)
+    pool.close()
     env.close()
     console.print(f"{summary['states']} states, zero-variance {summary['zero_variance_share']:.1%}, "
                   f"{summary['pivots']} pivots ({summary['pivot_yield']:.1%} yield, {summary['yield_health']}); "

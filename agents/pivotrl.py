@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.distributed import StatePool, VerifyRequest, make_verifier_pool
 from agents.profile import FilterConfig, ProfileConfig, profile, select_pivots, write_report
 from pivot_envs.actions import Action
 from pivot_envs.core import TrajectoryEnv
@@ -52,6 +53,8 @@ class TrainConfig:
     """Use only the first N trajectories (0 = all)."""
     verifier: str = ""
     """Verifier name; empty = the domain's default."""
+    ray: str = ""
+    """Restore and verify states on Ray actors: ``auto`` or a cluster address; empty = in-process."""
     out_dir: str = "runs/pivotrl"
     seed: int = 0
 
@@ -196,9 +199,10 @@ def _device(cfg: TrainConfig) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _profile_pivots(cfg: TrainConfig, env: TrajectoryEnv, policy: Any, tag: str, log: Any) -> tuple[list[dict], dict]:
+def _profile_pivots(cfg: TrainConfig, env: TrajectoryEnv, policy: Any, tag: str, log: Any,
+                    pool: StatePool | None = None) -> tuple[list[dict], dict]:
     pcfg = ProfileConfig(k=cfg.profile_k, seed=cfg.seed, verifier=cfg.verifier or None)
-    result = profile(env, policy, Path(cfg.out_dir) / "profile", pcfg,
+    result = profile(env, policy, Path(cfg.out_dir) / "profile", pcfg, pool=pool,
                      on_batch=lambda done, total: log(f"profiling ({tag}): batch {done}/{total}"))
     summary = write_report(result, cfg.lambda_diff)
     pivots = select_pivots(result.rows, cfg.filter)
@@ -223,6 +227,8 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     if cfg.max_trajectories:
         keep = env.ids[: cfg.max_trajectories]
         env = TrajectoryEnv([env.trajectories[i] for i in keep], domain=cfg.domain, verifier=cfg.verifier or None)
+    # Restoring and verifying states: in-process on env, or on Ray actors with their own sandboxes.
+    pool = make_verifier_pool(env, ray_address=cfg.ray or None)
 
     checkpoints = _checkpoints(out)
     resume = checkpoints[-1] if checkpoints else None
@@ -247,7 +253,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         log(f"resuming from {resume} at step {start_step}")
     else:
         start_step = 0
-        pivots, info = _profile_pivots(cfg, env, policy, "pi_0", log)
+        pivots, info = _profile_pivots(cfg, env, policy, "pi_0", log, pool)
         accounting["rollout_turns"] += info["turns"]
         accounting["generated_tokens"] += info["tokens"]
         s = info["summary"]
@@ -268,11 +274,9 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         cands = [Candidate(p["trajectory_id"], p["turn"], Action(), 0) for p in chosen]
 
         # -- rollout: one assistant turn per sample, from each restored pivot state
-        observations, infos = [], []
-        for c in cands:
-            obs, info = env.reset(options={"trajectory": c.trajectory_id, "turn": c.turn})
-            observations.append(obs)
-            infos.append(info)
+        states = [(c.trajectory_id, c.turn) for c in cands]
+        pairs = pool.observe(states)
+        observations, infos = [obs for obs, _ in pairs], [info for _, info in pairs]
         t_env = time.perf_counter() - t0
         model.eval()
         policy.reseed(cfg.seed * 1_000_003 + step)
@@ -283,11 +287,9 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         # -- verification
         t2 = time.perf_counter()
         rewards, invalid, categories = [], [], Counter()
-        for c, group in zip(cands, groups, strict=True):
-            env.reset(options={"trajectory": c.trajectory_id, "turn": c.turn})
-            fmt = env.domain_of(env.trajectory).action_format
-            actions = [Action.coerce(s.text, fmt) for s in group]
-            verdicts = env.verifier_for(env.trajectory).verify_batch(env.expected_action(), actions, env.verify_context())
+        verdict_groups = pool.verify_states([VerifyRequest(tid, turn, [s.text for s in group])
+                                             for (tid, turn), group in zip(states, groups, strict=True)])
+        for verdicts in verdict_groups:
             rewards.append([v.score for v in verdicts])
             invalid.append([v.method == "error" for v in verdicts])
             categories.update(v.category for v in verdicts)
@@ -365,7 +367,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
 
         if ((cfg.reprofile_every and (step + 1) % cfg.reprofile_every == 0)
                 or (cfg.reprofile_std_below and batch_std < cfg.reprofile_std_below)):
-            new_pivots, info = _profile_pivots(cfg, env, policy, f"step {step + 1}", log)
+            new_pivots, info = _profile_pivots(cfg, env, policy, f"step {step + 1}", log, pool)
             accounting["rollout_turns"] += info["turns"]
             accounting["generated_tokens"] += info["tokens"]
             if new_pivots:
@@ -375,6 +377,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
             save_checkpoint(out, step + 1, policy, optimizer, pivots)
     if writer is not None:
         writer.close()
+    pool.close()
     env.close()
     accounting["wall_clock_s"] = time.perf_counter() - wall_start
     summary = {"final": last, "compute": accounting, "pivots": len(pivots)}

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from agents.core import Policy
-from pivot_envs.actions import Action
+from agents.distributed import LocalVerifierPool, StatePool, VerifyRequest
 from pivot_envs.core import TrajectoryEnv
 from pivot_envs.trajectory import Candidate, CandidateOptions, Trajectory, extract_candidates
 from sandboxes.core import canonical_json
@@ -135,6 +135,7 @@ def profile(
     candidates: Sequence[Candidate] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     max_batches: int | None = None,
+    pool: StatePool | None = None,
 ) -> ProfileResult:
     """Sample K actions at every candidate state and score them; resumable.
 
@@ -147,6 +148,9 @@ def profile(
         candidates: Override the candidate list (default: every turn, cleaned by ``config.candidates``).
         on_batch: Progress callback ``(batches_done, batches_total)``.
         max_batches: Stop after this many new batches (used to simulate an interruption in tests).
+        pool: Where states are restored and verified (:mod:`agents.distributed`; a Ray pool for
+            ``--ray``); default = in-process on ``env``. A pool built with another verifier than
+            ``config.verifier`` would write rows under the wrong cache key: build it with the same name.
     """
     config = config or ProfileConfig()
     records = list(env.trajectories.values())
@@ -167,6 +171,7 @@ def profile(
     # Rows are written a whole batch at a time, so the rows on disk always end on a batch boundary.
     first_batch = _batches_covered(batches, done)
     named_verifier = make_verifier(config.verifier) if config.verifier else None
+    pool = pool or LocalVerifierPool(env, named_verifier)
     start = time.perf_counter()
     tokens = 0
     new_batches = 0
@@ -174,19 +179,14 @@ def profile(
         if max_batches is not None and new_batches >= max_batches:
             break
         batch = batches[b]
-        observations, infos = [], []
-        for cand in batch:
-            obs, info = env.reset(options={"trajectory": cand.trajectory_id, "turn": cand.turn})
-            observations.append(obs)
-            infos.append(info)
+        states = [(cand.trajectory_id, cand.turn) for cand in batch]
+        pairs = pool.observe(states)
         policy.reseed(config.seed * 1_000_003 + b)
-        samples = policy.sample(observations, n=config.k, infos=infos)
+        samples = policy.sample([obs for obs, _ in pairs], n=config.k, infos=[info for _, info in pairs])
+        verdict_groups = pool.verify_states([VerifyRequest(tid, turn, [s.text for s in group])
+                                             for (tid, turn), group in zip(states, samples, strict=True)])
         out = []
-        for cand, group in zip(batch, samples, strict=True):
-            env.reset(options={"trajectory": cand.trajectory_id, "turn": cand.turn})
-            actions = [Action.coerce(s.text, env.domain_of(env.trajectory).action_format) for s in group]
-            v = named_verifier or env.verifier_for(env.trajectory)
-            verdicts = v.verify_batch(env.expected_action(), actions, env.verify_context())
+        for cand, group, verdicts in zip(batch, samples, verdict_groups, strict=True):
             rewards = [float(vd.score) for vd in verdicts]
             tokens += sum(len(s.token_ids or ()) for s in group)
             row = {"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
