@@ -19,6 +19,9 @@ app.add_typer(envs_app, name="envs")
 app.add_typer(data_app, name="data")
 sandbox_app = typer.Typer(help="Docker sandbox image and leftovers.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+eval_app = typer.Typer(help="Benchmark a policy on an env: per-turn accuracy and episode success.",
+                       invoke_without_command=True)
+app.add_typer(eval_app, name="eval")
 console = Console()
 err = Console(stderr=True)
 
@@ -252,14 +255,111 @@ def e2e_cmd(config: Path | None = typer.Option(None, help="TOML or YAML config (
     _run_config("e2e", config, overrides)
 
 
+@eval_app.callback()
+def eval_cmd(ctx: typer.Context,
+             policy: str | None = typer.Option(None, help="Policy SPEC: replay, random, hf:PATH, vllm:PATH, openai:URL#MODEL."),
+             env: str | None = typer.Option(None, "--env", help="Env id or domain name, e.g. pivot/ToolUse-v0."),
+             mode: str = typer.Option("turn", help="turn (per-turn accuracy), episode (task success) or both."),
+             out: Path | None = typer.Option(None, help="Write report.json, report.md and report.png here."),
+             trajectories: Path | None = typer.Option(None, help="Held-out JSONL records (default: the domain's bundled data)."),
+             limit: int = typer.Option(0, min=0, help="Only the first N trajectories (0 = all)."),
+             temperature: float = typer.Option(0.0, min=0.0, help="Sampling temperature of model policies (0 = greedy)."),
+             max_new_tokens: int = typer.Option(128, min=1, help="Token budget of one assistant turn."),
+             batch_size: int = typer.Option(16, min=1, help="States restored, sampled and verified together."),
+             parallel: int = typer.Option(8, min=1, help="Episodes played in lockstep (episode mode)."),
+             seed: int = typer.Option(0, help="Seed of the policy.")) -> None:
+    """Evaluate a policy: `pivotrl eval --policy SPEC --env ID [--mode turn|episode|both] [--out DIR]`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not policy or not env:
+        err.print("[red]error:[/red] pass --policy SPEC and --env ID (or `pivotrl eval compare DIR...`)")
+        raise typer.Exit(2)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from agents.core import PolicySpecError, make_policy
+    from agents.evaluate import run_eval
+    from pivot_envs.registration import UnknownEnvError, get_domain
+    from pivot_envs.trajectory import load_trajectories
+
+    try:
+        domain = get_domain(env)
+    except UnknownEnvError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if trajectories:
+        loaded = load_trajectories(trajectories)
+        for e in loaded.errors[:5]:
+            err.print(f"[yellow]skipped:[/yellow] {e}")
+        records = loaded.trajectories
+    else:
+        records = domain.load()
+    if not records:
+        err.print(f"[red]error:[/red] no usable trajectories in {trajectories or domain.env_id}")
+        raise typer.Exit(2)
+    options = {"temperature": temperature, "max_new_tokens": max_new_tokens} if policy.startswith(("hf:", "vllm:", "openai:")) else {}
+    try:
+        pol = make_policy(policy, trajectories=records, seed=seed, **options)
+    except PolicySpecError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        current: dict[str, object] = {}
+
+        def on_start(what: str, total: int) -> None:
+            current["task"] = progress.add_task(f"{pol.name}: {what}", total=total)
+
+        report = run_eval(pol, domain.env_id, mode=mode, trajectories=records, limit=limit, out_dir=out,
+                          batch_size=batch_size, parallel=parallel, on_start=on_start,
+                          on_progress=lambda n: progress.advance(current["task"], n))
+    parts = []
+    if "turn" in report:
+        parts.append(f"per-turn accuracy {report['turn']['accuracy']:.1%} over {report['turn']['turns']} turns")
+    if "episode" in report:
+        parts.append(f"task success {report['episode']['success_rate']:.1%} over {report['episode']['episodes']} episodes")
+    console.print(f"{pol.name} on {domain.env_id}: " + "; ".join(parts) + (f". Report: {out / 'report.md'}" if out else "."))
+
+
+@eval_app.command("compare")
+def eval_compare(dirs: list[Path] = typer.Argument(..., help="Output directories of `pivotrl eval --out`."),
+                 as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Put several evaluation runs side by side."""
+    from agents.evaluate import compare
+
+    try:
+        rows = compare(dirs)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title="Evaluation runs")
+    for col in ("run", "policy", "env", "per-turn accuracy", "task success", "seconds"):
+        table.add_column(col, justify="left" if col in ("run", "policy", "env") else "right")
+    for r in rows:
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.1%} ({r['turns']})"
+        succ = "-" if r["success_rate"] is None else f"{r['success_rate']:.1%} ({r['episodes']})"
+        table.add_row(r["run"], r["policy"], r["env_id"], acc, succ, f"{r['seconds']:.1f}")
+    console.print(table)
+
+
 @app.command("demo")
-def demo(quick: bool = typer.Option(False, "--quick", help="A few trajectories per domain (seconds)."),
-         out: Path = typer.Option(Path("runs/demo"), help="Where the report is written."),
-         seed: int = typer.Option(0, help="Random seed.")) -> None:
-    """Run the pipeline on the bundled data on CPU and print a per-domain table."""
+def demo(quick: bool = typer.Option(False, "--quick", help="Tiny sizes: the whole pipeline in about 3 minutes."),
+         random_turns: bool = typer.Option(False, "--random-turns",
+                                           help="Ablation: also train PivotRL on random turns instead of pivots."),
+         exact_match_reward: bool = typer.Option(False, "--exact-match-reward",
+                                                 help="Ablation: also train PivotRL with an exact-match reward."),
+         out: Path = typer.Option(Path("runs/demo"), help="Where the models and the report are written."),
+         cache_dir: Path | None = typer.Option(None, help="Base-model cache (default ~/.cache/pivotrl/demo)."),
+         rebuild_base: bool = typer.Option(False, "--rebuild-base",
+                                           help="Train the base model here instead of using the built-in one."),
+         seed: int = typer.Option(0, help="Random seed (another seed also trains another base model).")) -> None:
+    """Base vs SFT vs PivotRL vs end-to-end RL on the bundled data, on CPU; writes OUT/report.md."""
     from agents.demo import run_demo
 
-    run_demo(out, quick=quick, seed=seed, console=console)
+    run_demo(out, quick=quick, random_turns=random_turns, exact_match_reward=exact_match_reward, seed=seed,
+             cache_dir=cache_dir, rebuild_base=rebuild_base, console=console)
 
 
 @app.command("bench")

@@ -1,90 +1,625 @@
-"""``pivotrl demo``: the whole current pipeline on the bundled data, on CPU.
+"""``pivotrl demo``: a miniature of the PivotRL paper's experiment, on CPU, in minutes.
 
-For every bundled domain: load the trajectories, restore every turn (prefix + world state), and score
-the demonstration (replay policy) and a random policy with the domain's verifier. Prints a per-domain
-table and writes ``report.md`` and ``report.json`` to the output directory.
+    pivotrl demo [--quick] [--random-turns] [--exact-match-reward] [--out runs/demo]
+
+1. **Sanity**: the demonstration (replay policy) and a random policy on every bundled env.
+2. **Base model**: a small Llama trained from scratch, here, on a general mix: agentic conversations of
+   both domains generated with *another* seed than the bundled data, plus the out-of-domain (OOD) tasks of
+   :mod:`agents.ood`. It is cached (``~/.cache/pivotrl/demo``) so later runs skip this stage.
+3. **Methods**, per bundled domain, all from the same base on the same training split:
+   SFT (:mod:`agents.sft`), PivotRL (:mod:`agents.pivotrl`: profile, filter, single-turn GRPO) and
+   end-to-end RL (:mod:`agents.e2e`). The ablations (``--random-turns``, ``--exact-match-reward``) add
+   PivotRL variants on the tool-use domain, as the paper ablates on tau2.
+4. **Evaluation** on held-out trajectories: per-turn functional accuracy and whole-episode task success
+   (:mod:`agents.evaluate`), and OOD retention before and after each method (:mod:`agents.ood`).
+5. **Report**: tables shaped like the paper's Tables 1 and 2, compute per method, plots; written to
+   ``report.md`` / ``report.json`` / ``*.png`` in the output directory and printed.
+
+Every stage is seeded; the numbers are whatever this run measures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from agents.evaluate import evaluate_turns
-from agents.policies import RandomAgent, ReplayAgent
+from agents.evaluate import evaluate_episodes, evaluate_turns
+from agents.ood import eval_items, evaluate_ood, ood_items
 from pivot_envs.core import TrajectoryEnv
-from pivot_envs.registration import list_domains
-from pivot_envs.trajectory import extract_candidates
+from pivot_envs.registration import get_domain
+from pivot_envs.trajectory import Trajectory, record_from_dict, save_trajectories
+
+DOMAINS = ("tool_use", "terminal")
 
 
-def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, seed: int = 0,
+@dataclass(frozen=True)
+class DemoPlan:
+    """Sizes of every stage. :data:`FULL` is ``make demo``; :data:`QUICK` is ``--quick``."""
+
+    # base model (cached)
+    hidden_size: int = 64
+    layers: int = 2
+    vocab_size: int = 2048
+    base_records: int = 120
+    """Generated agentic conversations per domain in the base mix (seed 1; the bundled data is seed 0)."""
+    base_steps: int = 1500
+    base_batch: int = 4
+    """Agentic conversations per base step (each step also trains on ``base_ood_batch`` OOD items)."""
+    base_ood_batch: int = 32
+    base_lr: float = 3e-3
+    # data split
+    heldout: tuple[tuple[str, int], ...] = (("tool_use", 30), ("terminal", 10))
+    train_limit: tuple[tuple[str, int], ...] = (("tool_use", 40), ("terminal", 12))
+    """Training trajectories per domain (taken after the held-out ones; 0 = all the rest). Every method
+    trains on the same ones: SFT on their assistant turns, PivotRL profiles all their turns, E2E plays them."""
+    # SFT
+    sft_steps: int = 150
+    sft_batch: int = 4
+    sft_lr: float = 1e-3
+    max_length: int = 1600
+    # PivotRL
+    profile_k: int = 8
+    pivot_steps: tuple[tuple[str, int], ...] = (("tool_use", 20), ("terminal", 8))
+    """GRPO steps per domain (terminal actions are verified by running them in Docker forks: slower)."""
+    pivots_per_step: int = 8
+    group_size: int = 8
+    pivot_lr: float = 1e-4
+    # end-to-end RL
+    e2e_steps: tuple[tuple[str, int], ...] = (("tool_use", 6), ("terminal", 3))
+    e2e_tasks: int = 2
+    e2e_group: int = 4
+    e2e_lr: float = 1e-4
+    # generation and evaluation
+    max_new_tokens: int = 96
+    """Token budget of one assistant turn (the bundled actions: 99% of tool-use ones fit in 68, 96% of terminal ones in 96)."""
+    ood_per_family: int = 10
+
+    def per_domain(self, field: str, domain: str) -> int:
+        return dict(getattr(self, field))[domain]
+
+    def key(self, seed: int = 0) -> str:
+        """Identifies the base model these sizes and ``seed`` train (the base cache's key)."""
+        base = {k: v for k, v in asdict(self).items() if k.startswith(("hidden", "layers", "vocab", "base_", "max_length"))}
+        return hashlib.sha256(json.dumps({**base, "seed": seed}, sort_keys=True).encode()).hexdigest()[:12]
+
+
+FULL = DemoPlan()
+QUICK = DemoPlan(  # the same base model as FULL (the built-in one); smaller everything after it
+    heldout=(("tool_use", 6), ("terminal", 3)), train_limit=(("tool_use", 16), ("terminal", 6)),
+    sft_steps=20, sft_batch=2,
+    profile_k=4,
+    pivot_steps=(("tool_use", 2), ("terminal", 1)), pivots_per_step=2, group_size=4,
+    e2e_steps=(("tool_use", 1), ("terminal", 1)), e2e_tasks=1, e2e_group=2, max_new_tokens=32, ood_per_family=4,
+)
+
+METHODS = ("base", "sft", "pivotrl", "e2e")
+LABELS = {"base": "Base", "sft": "SFT", "pivotrl": "PivotRL", "e2e": "E2E RL",
+          "pivotrl_random_turns": "PivotRL, random turns", "pivotrl_exact_match": "PivotRL, exact-match reward"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Progress and plain-words narration
+
+
+class Narrator:
+    """Prints what the demo does in plain words and shows a progress bar with ETA per stage."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def say(self, text: str) -> None:
+        self.console.print(text)
+
+    @contextmanager
+    def stage(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
+        """One progress bar; yields ``update(done, total=None)``."""
+        with self.stages([(description, total)]) as (update,):
+            yield update
+
+    @contextmanager
+    def stages(self, bars: list[tuple[str, int | None]]) -> Iterator[list[Callable[..., None]]]:
+        """Several progress bars in one display (rich allows one live display at a time)."""
+        with Progress(TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("ETA"), TimeRemainingColumn(), console=self.console) as progress:
+            tasks = [progress.add_task(desc, total=total) for desc, total in bars]
+
+            def updater(task: Any) -> Callable[..., None]:
+                def update(done: int, total: int | None = None) -> None:
+                    progress.update(task, completed=done, **({"total": total} if total is not None else {}))
+                return update
+
+            yield [updater(t) for t in tasks]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stages
+
+
+def split_data(out: Path, plan: DemoPlan) -> dict[str, dict[str, Any]]:
+    """Per domain: a seeded shuffle of the bundled records into held-out and training JSONL files."""
+    splits = {}
+    for name in DOMAINS:
+        records = get_domain(name).load()
+        order = np.random.default_rng(0).permutation(len(records))
+        held = plan.per_domain("heldout", name)
+        heldout = [records[i] for i in order[:held]]
+        rest = [records[i] for i in order[held:]]
+        train = rest[: plan.per_domain("train_limit", name) or None]
+        paths = {"train": out / "data" / f"{name}-train.jsonl", "heldout": out / "data" / f"{name}-heldout.jsonl"}
+        save_trajectories(train, paths["train"])
+        save_trajectories(heldout, paths["heldout"])
+        splits[name] = {"train": train, "heldout": heldout, "paths": paths}
+    return splits
+
+
+def general_records(plan: DemoPlan) -> list[Trajectory]:
+    """The base mix's agentic part: conversations of both domains generated with seed 1 (not the bundled seed 0)."""
+    from pivot_envs.domains.terminal.expert import generate as terminal_generate
+    from pivot_envs.domains.tool_use.expert import generate as tool_use_generate
+
+    out = []
+    for prefix, gen in (("general-tu", tool_use_generate), ("general-te", terminal_generate)):
+        for i, rec in enumerate(gen(plan.base_records, seed=1)):
+            out.append(record_from_dict({**rec, "id": f"{prefix}-{i:04d}"}))
+    return out
+
+
+SHIPPED_BASE = Path(__file__).parent / "demo_base"
+"""The built-in base model: :func:`build_base` with :data:`FULL` and seed 0, shipped so that the demo
+spends its minutes on post-training. ``python scripts/build_demo_base.py`` rebuilds it."""
+
+
+def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 0,
+               rebuild: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The base model for ``plan`` and ``seed``: the built-in one when it was trained with exactly these
+    settings, else one from the cache, else one trained now (and cached). Returns its directory and stats."""
+    import torch
+
+    from agents.sft import sft_batches, sft_loss
+    from agents.tiny import build_tiny_model, save_tiny, tiny_corpus, train_tokenizer
+
+    key = plan.key(seed)
+    shipped = SHIPPED_BASE / "base_stats.json"
+    if not rebuild and shipped.exists() and json.loads(shipped.read_text()).get("plan_key") == key:
+        narrator.say(f"  Using the built-in base model ({SHIPPED_BASE}); --rebuild-base trains it again here.")
+        return SHIPPED_BASE, json.loads(shipped.read_text())
+    path = cache_dir / f"base-{key}"
+    stats_path = path / "base_stats.json"
+    if stats_path.exists() and not rebuild:
+        narrator.say(f"  Using the cached base model in {path} (delete it to retrain).")
+        return path, json.loads(stats_path.read_text())
+    start = time.perf_counter()
+    general = general_records(plan)
+    items = ood_items()
+    ood_texts = [f"{i.question}\n{i.answer}" for i in items]
+    tokenizer = train_tokenizer(tiny_corpus(general) + ood_texts * 3, vocab_size=plan.vocab_size)
+    tokenizer.model_max_length = 4096
+    model = build_tiny_model(tokenizer, hidden_size=plan.hidden_size, layers=plan.layers, heads=2, seed=seed,
+                             max_position_embeddings=4096)
+    agent_data = sft_batches(tokenizer, general, plan.max_length)
+    ood_data = sft_batches(tokenizer, [SimpleNamespace(messages=i.messages(with_answer=True), tools=[]) for i in items], 64)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=plan.base_lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 20))
+    pad = tokenizer.pad_token_id
+    model.train()
+    losses = []
+    with narrator.stage("base model: training", plan.base_steps) as update:
+        for step in range(plan.base_steps):
+            agent = [agent_data[i] for i in rng.choice(len(agent_data), plan.base_batch, replace=False)]
+            ood = [ood_data[i] for i in rng.choice(len(ood_data), plan.base_ood_batch, replace=False)]
+            loss_a, _ = sft_loss(model, agent, pad, "cpu")
+            loss_o, _ = sft_loss(model, ood, pad, "cpu")
+            loss = loss_a + loss_o
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            sched.step()
+            losses.append((loss_a.item(), loss_o.item()))
+            update(step + 1)
+    model.eval()
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_tiny(model, tokenizer, tmp)
+    stats = {"plan_key": key, "params": sum(p.numel() for p in model.parameters()), "steps": plan.base_steps,
+             "general_records": len(general), "ood_items": len(items),
+             "loss_agent_first_last": [losses[0][0], losses[-1][0]], "loss_ood_first_last": [losses[0][1], losses[-1][1]],
+             "seconds": time.perf_counter() - start}
+    (tmp / "base_stats.json").write_text(json.dumps(stats, indent=2))
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path, stats
+
+
+_STEP_RE = re.compile(r"^step (\d+)/(\d+)")
+_BATCH_RE = re.compile(r"profiling \(([^)]*)\): batch (\d+)/(\d+)")
+
+
+def run_pivotrl(name: str, domain: str, base: Path, train_path: Path, out: Path, plan: DemoPlan,
+                narrator: Narrator, **overrides: Any) -> dict[str, Any]:
+    """Profile pi_0 on the training split, filter pivots, run single-turn GRPO (agents.pivotrl.train)."""
+    from agents.pivotrl import TrainConfig, train
+
+    shutil.rmtree(out, ignore_errors=True)
+    steps = plan.per_domain("pivot_steps", domain)
+    cfg = TrainConfig(model=str(base), domain=domain, trajectories=str(train_path), out_dir=str(out),
+                      profile_k=plan.profile_k, steps=steps, pivots_per_step=plan.pivots_per_step,
+                      group_size=plan.group_size, lr=plan.pivot_lr, max_new_tokens=plan.max_new_tokens,
+                      checkpoint_every=steps, tensorboard=False, device="cpu", seed=0, **overrides)
+    narrator.say(f"  {LABELS[name]}: sample {plan.profile_k} actions from the base at every expert turn, keep the turns "
+                 "where it is sometimes right (pivots), then GRPO on single turns at the pivots.")
+    bars = [(f"{LABELS[name]}: profiling (K={plan.profile_k})", None),
+            (f"{LABELS[name]}: GRPO steps", steps)]
+    with narrator.stages(bars) as (profiling, grpo):
+        def log(msg: Any) -> None:
+            msg = str(msg)
+            if (m := _BATCH_RE.search(msg)) and m.group(1) == "pi_0":
+                profiling(int(m.group(2)), int(m.group(3)))
+            elif m := _STEP_RE.search(msg):
+                grpo(int(m.group(1)), int(m.group(2)))
+            elif msg.startswith("profiled "):
+                narrator.say(f"  {msg}")
+
+        try:
+            summary = train(cfg, log=log)
+        except RuntimeError as exc:
+            if not str(exc).startswith("no pivots"):
+                raise
+            # Nothing to learn from: every profiled state is solved always or never by pi_0. The
+            # result is pi_0 itself, at the cost of the profiling run; the report says so.
+            narrator.say(f"  [yellow]{LABELS[name]}: no pivots[/yellow] (every state had zero reward variance); "
+                         "the policy stays the base model.")
+            rows = sum(len(json.loads(line)["rewards"]) for f in (out / "profile").glob("*/rows.jsonl")
+                       for line in f.read_text().splitlines() if line.strip())
+            return {"model": str(base), "pivots": 0, "profile": _profile_summary(out), "curve": [],
+                    "compute": {"rollout_turns": rows, "generated_tokens": 0, "sandbox_seconds": 0.0,
+                                "wall_clock_s": 0.0}, "no_pivots": True}
+    summary["profile"] = _profile_summary(out)
+    summary["curve"] = [json.loads(line)["rollout/reward"] for line in (out / "metrics.jsonl").read_text().splitlines()
+                        if line.strip()]
+    summary["model"] = str(out / "checkpoints" / f"step-{steps:06d}")
+    return summary
+
+
+def _profile_summary(out: Path) -> dict[str, Any]:
+    reports = sorted((out / "profile").glob("*/report.json"))
+    if not reports:
+        return {}
+    r = json.loads(reports[0].read_text())
+    return {k: r[k] for k in ("states", "zero_variance_share", "pivots", "pivot_yield") if k in r}
+
+
+def run_sft(domain: str, base: Path, train_path: Path, out: Path, plan: DemoPlan, narrator: Narrator) -> dict[str, Any]:
+    from agents.sft import SFTConfig, train_sft
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = SFTConfig(model=str(base), domain=domain, trajectories=str(train_path), out_dir=str(out),
+                    steps=plan.sft_steps, batch_size=plan.sft_batch, lr=plan.sft_lr, max_length=plan.max_length,
+                    device="cpu")
+    narrator.say("  SFT: imitate the expert (next-token loss on its assistant turns only).")
+    with narrator.stage("SFT: steps", plan.sft_steps) as update:
+        summary = train_sft(cfg, log=lambda _msg: None, on_step=lambda d, t: update(d, t))
+    return summary
+
+
+def run_e2e(domain: str, base: Path, train_path: Path, out: Path, plan: DemoPlan, narrator: Narrator) -> dict[str, Any]:
+    from agents.e2e import E2EConfig, train_e2e
+
+    shutil.rmtree(out, ignore_errors=True)
+    steps = plan.per_domain("e2e_steps", domain)
+    cfg = E2EConfig(model=str(base), domain=domain, trajectories=str(train_path), out_dir=str(out),
+                    steps=steps, tasks_per_step=plan.e2e_tasks, group_size=plan.e2e_group, lr=plan.e2e_lr,
+                    max_new_tokens=plan.max_new_tokens, device="cpu")
+    narrator.say("  E2E RL: play whole tasks with the model; reward = did the task succeed (multi-turn GRPO).")
+    with narrator.stage("E2E RL: steps", steps) as update:
+        summary = train_e2e(cfg, log=lambda _msg: None, on_step=lambda d, t: update(d, t))
+    summary["curve"] = [json.loads(line)["rollout/episode_reward"]
+                        for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return summary
+
+
+def evaluate_model(model: Path, splits: dict[str, Any], plan: DemoPlan, narrator: Narrator, label: str,
+                   domains: tuple[str, ...]) -> dict[str, Any]:
+    """Per-turn accuracy and episode success on each domain's held-out split, plus OOD retention; greedy."""
+    from agents.policies.hf import HFPolicy
+
+    policy = HFPolicy.from_pretrained(str(model), device="cpu", temperature=0.0, max_new_tokens=plan.max_new_tokens,
+                                      name=label)
+    result: dict[str, Any] = {}
+    narrator.say(f"  Scoring {label} on held-out data (greedy): one action at every restored turn, whole tasks, "
+                 "and the OOD questions.")
+    for name in domains:
+        heldout = splits[name]["heldout"]
+        env = TrajectoryEnv(heldout, domain=name)
+        turns = sum(t.num_turns for t in heldout)
+        try:
+            with narrator.stage(f"{label}: held-out {name} turns", turns) as up:
+                done = [0]
+
+                def step(n: int, up: Callable = up, done: list = done) -> None:
+                    done[0] += n
+                    up(done[0])
+
+                per_turn = evaluate_turns(env, policy, on_progress=step)
+        finally:
+            env.close()
+        with narrator.stage(f"{label}: held-out {name} tasks", len(heldout)) as up:
+            done = [0]
+
+            def ep(n: int, up: Callable = up, done: list = done) -> None:
+                done[0] += n
+                up(done[0])
+
+            episodes = evaluate_episodes(heldout, policy, domain=name, parallel=len(heldout), on_progress=ep)
+        result[name] = {"turn": per_turn.to_dict(), "episode": episodes.to_dict()}
+    result["ood"] = evaluate_ood(policy, eval_items(plan.ood_per_family))
+    return result
+
+
+def sanity(splits: dict[str, Any], narrator: Narrator) -> dict[str, Any]:
+    """Replay and random policies on every bundled env's held-out split: 100% and about 0%."""
+    from agents.policies import RandomAgent, ReplayAgent
+
+    out = {}
+    for name in DOMAINS:
+        heldout = splits[name]["heldout"]
+        row = {}
+        for policy in (ReplayAgent(heldout), RandomAgent(seed=0)):
+            env = TrajectoryEnv(heldout, domain=name)
+            try:
+                turn = evaluate_turns(env, policy)
+            finally:
+                env.close()
+            episode = evaluate_episodes(heldout, policy, domain=name, parallel=len(heldout))
+            row[policy.name] = {"turn": turn.accuracy, "episode": episode.success_rate}
+        out[name] = row
+        narrator.say(f"  {get_domain(name).env_id}: replay {row['replay']['turn']:.0%} per turn / "
+                     f"{row['replay']['episode']:.0%} tasks; random {row['random']['turn']:.0%} / "
+                     f"{row['random']['episode']:.0%}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole demo
+
+
+def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, random_turns: bool = False,
+             exact_match_reward: bool = False, seed: int = 0, plan: DemoPlan | None = None,
+             cache_dir: str | Path | None = None, rebuild_base: bool = False,
              console: Console | None = None) -> dict[str, Any]:
-    """Run the demo and return the report as a dict (also written to ``out_dir``)."""
-    console = console or Console()
+    """Run the experiment and return the report (also written to ``out_dir``)."""
+    plan = plan or (QUICK if quick else FULL)
+    narrator = Narrator(console or Console())
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bars say what is happening
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    limit = 20 if quick else None
-    rows = []
-    console.print("[bold]pivotrl demo[/bold]: every bundled domain, every turn restored, the demonstration "
-                  "and a random policy scored by the domain's verifier.")
-    for domain in list_domains():
-        if domain.data_path() is None:
-            continue
-        records = domain.load()[:limit]
-        _, drops = extract_candidates(records)
-        env = TrajectoryEnv(records, domain=domain)
-        turns = sum(t.num_turns for t in records)
-        console.print(f"\n[bold]{domain.env_id}[/bold]: {len(records)} trajectories, {turns} turns "
-                      f"({drops['kept']} pivot candidates after cleaning).")
-        results = {}
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn(), console=console, transient=True) as progress:
-            for policy in (ReplayAgent(records), RandomAgent(seed=seed)):
-                task = progress.add_task(f"restoring each turn, {policy.name} policy acts", total=turns)
-                results[policy.name] = evaluate_turns(env, policy, on_turn=lambda t=task: progress.advance(t))
-        env.close()
-        rows.append({
-            "domain": domain.name, "env_id": domain.env_id, "trajectories": len(records), "turns": turns,
-            "candidates": drops["kept"], "dropped": {k: v for k, v in drops.items() if k != "kept"},
-            "replay_accuracy": results["replay"].accuracy, "random_accuracy": results["random"].accuracy,
-            "random_categories": dict(results["random"].categories.most_common()),
-            "ms_per_turn": 1000 * results["replay"].seconds / max(turns, 1),
-            "cache_hits": env.cache.hits if env.cache else 0,
-        })
-    report = {"quick": quick, "seed": seed, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "domains": rows}
-    _write(out, report)
-    console.print(_table(rows))
-    console.print(f"\nReport written to {out / 'report.md'} and {out / 'report.json'}.")
+    cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "pivotrl" / "demo"
+    wall = time.perf_counter()
+    narrator.say("[bold]pivotrl demo[/bold]: a miniature of the PivotRL experiment on this CPU. A small base model "
+                 "is post-trained on expert trajectories three ways (SFT, PivotRL, end-to-end RL) and each result "
+                 "is scored on held-out tasks and on out-of-domain questions.")
+
+    narrator.say("\n[bold]1. Data[/bold]: each bundled domain is split into training and held-out trajectories.")
+    splits = split_data(out, plan)
+    for name in DOMAINS:
+        narrator.say(f"  {name}: {len(splits[name]['train'])} training, {len(splits[name]['heldout'])} held-out trajectories")
+    narrator.say("  Sanity check: the demonstration itself must score 100%, a random policy about 0%.")
+    report: dict[str, Any] = {"quick": quick, "seed": seed, "plan": asdict(plan), "sanity": sanity(splits, narrator)}
+
+    narrator.say("\n[bold]2. Base model[/bold]: a small Llama trained from scratch on a general mix (agentic "
+                 "conversations generated with another seed, and the OOD questions).")
+    base, base_stats = build_base(plan, cache, narrator, seed, rebuild=rebuild_base)
+    report["base"] = {"path": str(base), **base_stats}
+    narrator.say(f"  {base_stats['params']:,} parameters.")
+    evals: dict[str, dict[str, Any]] = {"base": evaluate_model(base, splits, plan, narrator, "Base", DOMAINS)}
+    runs: dict[str, dict[str, Any]] = {}
+
+    for i, name in enumerate(DOMAINS):
+        env_id = get_domain(name).env_id
+        narrator.say(f"\n[bold]3.{i + 1} {env_id}[/bold]: SFT, PivotRL and end-to-end RL from the same base, "
+                     "on the same training trajectories.")
+        train_path = splits[name]["paths"]["train"]
+        variants: list[tuple[str, dict[str, Any]]] = [("pivotrl", {})]
+        if name == "tool_use" and random_turns:
+            variants.append(("pivotrl_random_turns", {"random_turns": True}))
+        if name == "tool_use" and exact_match_reward:
+            variants.append(("pivotrl_exact_match", {"verifier": "exact"}))
+        sft = run_sft(name, base, train_path, out / name / "sft", plan, narrator)
+        runs.setdefault("sft", {})[name] = sft
+        evals.setdefault("sft", {})[name] = evaluate_model(Path(sft["model"]), splits, plan, narrator, "SFT", (name,))
+        for variant, overrides in variants:
+            piv = run_pivotrl(variant, name, base, train_path, out / name / variant, plan, narrator, **overrides)
+            runs.setdefault(variant, {})[name] = piv
+            evals.setdefault(variant, {})[name] = evaluate_model(Path(piv["model"]), splits, plan, narrator,
+                                                                 LABELS[variant], (name,))
+        e2e = run_e2e(name, base, train_path, out / name / "e2e", plan, narrator)
+        runs.setdefault("e2e", {})[name] = e2e
+        evals.setdefault("e2e", {})[name] = evaluate_model(Path(e2e["model"]), splits, plan, narrator, "E2E RL", (name,))
+
+    report["runs"] = _slim_runs(runs)
+    report["tables"] = _tables(evals, runs)
+    report["evals"] = evals
+    report["wall_clock_s"] = time.perf_counter() - wall
+    _write_report(out, report)
+    narrator.say("")
+    for table in _rich_tables(report["tables"]):
+        narrator.console.print(table)
+    narrator.say(f"\nDone in {report['wall_clock_s'] / 60:.1f} min. Report: {out / 'report.md'} "
+                 f"(plots: {out / 'in_domain.png'}, {out / 'training.png'}).")
     return report
 
 
-def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Per-turn functional accuracy (pivot mode)")
-    for col in ("env", "trajectories", "turns", "candidates", "replay", "random", "ms/turn"):
-        table.add_column(col, justify="right" if col != "env" else "left")
-    for r in rows:
-        table.add_row(r["env_id"], str(r["trajectories"]), str(r["turns"]), str(r["candidates"]),
-                      f"{r['replay_accuracy']:.1%}", f"{r['random_accuracy']:.1%}", f"{r['ms_per_turn']:.2f}")
-    return table
+def _slim_runs(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    keep = ("compute", "curve", "profile", "pivots", "final_loss", "first_loss")
+    return {m: {d: {k: v for k, v in s.items() if k in keep} for d, s in per.items()} for m, per in runs.items()}
 
 
-def _write(out: Path, report: dict[str, Any]) -> None:
-    lines = ["# pivotrl demo", "", "| env | trajectories | turns | candidates | replay | random | ms/turn |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in report["domains"]:
-        lines.append(f"| {r['env_id']} | {r['trajectories']} | {r['turns']} | {r['candidates']} | "
-                     f"{r['replay_accuracy']:.1%} | {r['random_accuracy']:.1%} | {r['ms_per_turn']:.2f} |")
-    lines += ["", "Random policy verdict categories:", ""]
-    for r in report["domains"]:
-        cats = ", ".join(f"{k} {v}" for k, v in r["random_categories"].items())
-        lines.append(f"- {r['env_id']}: {cats}")
-    for name, text in (("report.md", "\n".join(lines) + "\n"), ("report.json", json.dumps(report, indent=2))):
+def _tables(evals: dict[str, Any], runs: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of the report's tables (fractions in [0, 1]; compute in counts and seconds)."""
+    methods = [m for m in (*METHODS, "pivotrl_random_turns", "pivotrl_exact_match") if m in evals]
+    in_domain, ood, compute = [], [], []
+    base_ood = evals["base"]["ood"]
+    for m in methods:
+        row: dict[str, Any] = {"method": m, "label": LABELS[m]}
+        oods = []
+        for d in DOMAINS:
+            e = evals[m]
+            if m != "base":
+                e = e.get(d)
+                if e is None:
+                    continue
+                oods.append(e["ood"])
+            row[f"{d}/turn"] = e[d]["turn"]["accuracy"]
+            row[f"{d}/episode"] = e[d]["episode"]["success_rate"]
+        cols = [v for k, v in row.items() if "/" in k]
+        row["average"] = sum(cols) / len(cols) if cols else None
+        in_domain.append(row)
+        oods = oods or [base_ood]
+        fam = {f: float(np.mean([o["families"][f] for o in oods])) for f in base_ood["families"]}
+        acc = float(np.mean([o["accuracy"] for o in oods]))
+        ood.append({"method": m, "label": LABELS[m], **fam, "average": acc, "change": acc - base_ood["accuracy"]})
+        if m != "base":
+            for d, s in runs[m].items():
+                c = s["compute"]
+                compute.append({"method": m, "label": LABELS[m], "domain": d,
+                                "rollout_turns": c.get("rollout_turns", 0), "generated_tokens": c.get("generated_tokens", 0),
+                                "trained_tokens": c.get("trained_tokens"), "sandbox_s": c.get("sandbox_seconds", 0.0),
+                                "wall_clock_s": c.get("wall_clock_s", 0.0)})
+    return {"in_domain": in_domain, "ood": ood, "compute": compute}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _markdown(tables: dict[str, Any], report: dict[str, Any]) -> str:
+    lines = ["# pivotrl demo: base vs SFT vs PivotRL vs end-to-end RL", "",
+             f"Plan: {'quick' if report['quick'] else 'full'}; seed {report['seed']}; base model "
+             f"{report['base']['params']:,} parameters; wall-clock {report['wall_clock_s'] / 60:.1f} min.", "",
+             "## Sanity: replay and random policies on the held-out splits (per-turn / task success, %)", "",
+             "| env | replay | random |", "|---|---:|---:|"]
+    for d, row in report["sanity"].items():
+        lines.append(f"| {get_domain(d).env_id} | {_pct(row['replay']['turn'])} / {_pct(row['replay']['episode'])} | "
+                     f"{_pct(row['random']['turn'])} / {_pct(row['random']['episode'])} |")
+    lines += ["", "## Table 1: in-domain, held-out trajectories (%, greedy)", "",
+              "Per-turn: functional accuracy of one action at every restored held-out state. Tasks: whole "
+              "episodes from turn 0 that reach the task's outcome.", "",
+              "| method | " + " | ".join(f"{get_domain(d).env_id} per-turn | {get_domain(d).env_id} tasks" for d in DOMAINS)
+              + " | average |", "|---|" + "---:|" * (2 * len(DOMAINS) + 1)]
+    for r in tables["in_domain"]:
+        cells = [f"{_pct(r.get(f'{d}/turn'))} | {_pct(r.get(f'{d}/episode'))}" for d in DOMAINS]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {_pct(r['average'])} |")
+    lines += ["", "## Table 2: out-of-domain retention (exact match, %, averaged over the per-domain models)", "",
+              "| method | arithmetic | strings | facts | average | change vs base |", "|---|---:|---:|---:|---:|---:|"]
+    for r in tables["ood"]:
+        change = "" if r["method"] == "base" else f"{100 * r['change']:+.1f}"
+        lines.append(f"| {r['label']} | {_pct(r['arithmetic'])} | {_pct(r['strings'])} | {_pct(r['facts'])} | "
+                     f"{_pct(r['average'])} | {change} |")
+    lines += ["", "## Compute per method and domain", "",
+              "| method | domain | rollout turns | generated tokens | sandbox s | wall-clock s |",
+              "|---|---|---:|---:|---:|---:|"]
+    for r in tables["compute"]:
+        lines.append(f"| {r['label']} | {r['domain']} | {r['rollout_turns']:,} | {r['generated_tokens']:,} | "
+                     f"{r['sandbox_s']:.1f} | {r['wall_clock_s']:.1f} |")
+    lines += ["", "## PivotRL profiling", "", "| domain | states | zero-variance | pivots | yield |", "|---|---:|---:|---:|---:|"]
+    for d, s in report["runs"].get("pivotrl", {}).items():
+        p = s.get("profile") or {}
+        if p:
+            lines.append(f"| {d} | {p['states']} | {_pct(p['zero_variance_share'])}% | {p['pivots']} | {_pct(p['pivot_yield'])}% |")
+    lines += ["", "Plots: `in_domain.png` (Table 1), `training.png` (reward per step).", "",
+              "Sizes are a miniature: the numbers show the pipeline's behaviour on a tiny model and are reported "
+              "as measured, not as evidence about large models.", ""]
+    return "\n".join(lines)
+
+
+def _rich_tables(tables: dict[str, Any]) -> list[Table]:
+    t1 = Table(title="Table 1: in-domain, held-out (%): per-turn accuracy / task success")
+    t1.add_column("method")
+    for d in DOMAINS:
+        t1.add_column(get_domain(d).env_id, justify="right")
+    t1.add_column("average", justify="right")
+    for r in tables["in_domain"]:
+        t1.add_row(r["label"], *[f"{_pct(r.get(f'{d}/turn'))} / {_pct(r.get(f'{d}/episode'))}" for d in DOMAINS],
+                   _pct(r["average"]))
+    t2 = Table(title="Table 2: out-of-domain retention (%)")
+    for col in ("method", "arithmetic", "strings", "facts", "average", "change vs base"):
+        t2.add_column(col, justify="left" if col == "method" else "right")
+    for r in tables["ood"]:
+        t2.add_row(r["label"], _pct(r["arithmetic"]), _pct(r["strings"]), _pct(r["facts"]), _pct(r["average"]),
+                   "" if r["method"] == "base" else f"{100 * r['change']:+.1f}")
+    t3 = Table(title="Compute")
+    for col in ("method", "domain", "rollout turns", "generated tokens", "wall-clock s"):
+        t3.add_column(col, justify="left" if col in ("method", "domain") else "right")
+    for r in tables["compute"]:
+        t3.add_row(r["label"], r["domain"], f"{r['rollout_turns']:,}", f"{r['generated_tokens']:,}", f"{r['wall_clock_s']:.1f}")
+    return [t1, t2, t3]
+
+
+def _write_report(out: Path, report: dict[str, Any]) -> None:
+    for name, text in (("report.md", _markdown(report["tables"], report)), ("report.json", json.dumps(report, indent=2))):
         tmp = out / (name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(out / name)
+    _plots(out, report)
+
+
+def _plots(out: Path, report: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = report["tables"]["in_domain"]
+    fig, axes = plt.subplots(1, 2 * len(DOMAINS), figsize=(3 * 2 * len(DOMAINS), 3.2), sharey=True)
+    for ax, (d, kind) in zip(axes, [(d, k) for d in DOMAINS for k in ("turn", "episode")], strict=True):
+        vals = [100 * (r.get(f"{d}/{kind}") or 0) for r in rows]
+        ax.bar([r["label"].replace(", ", "\n") for r in rows], vals, color="#4878a8")
+        ax.set_title(f"{d} {'per-turn' if kind == 'turn' else 'tasks'}", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7, rotation=45)
+    axes[0].set_ylabel("% (held-out)")
+    fig.tight_layout()
+    fig.savefig(out / "in_domain.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for m, per in report["runs"].items():
+        for d, s in per.items():
+            if s.get("curve"):
+                ax.plot(range(1, len(s["curve"]) + 1), s["curve"], marker=".", label=f"{LABELS[m]} ({d})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean reward of the step's rollouts")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "training.png", dpi=100)
+    plt.close(fig)
+
+
+def plan_with(plan: DemoPlan, **changes: Any) -> DemoPlan:
+    """A copy of ``plan`` with some sizes changed (tests use it to shrink the quick plan further)."""
+    return replace(plan, **changes)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,20 +61,48 @@ class E2EConfig:
 
 def rollout_episode(env: TrajectoryEnv, policy: Any, trajectory_id: str) -> dict[str, Any]:
     """Play one episode from turn 0; returns the per-turn (prompt ids, sample) pairs and the outcome."""
-    obs, info = env.reset(options={"trajectory": trajectory_id, "turn": 0})
-    turns, reward, done, sandbox_s = [], 0.0, False, 0.0
-    while not done:
-        sample = policy.sample([obs], n=1, infos=[info])[0][0]
-        turns.append((policy.prompt_ids(obs), sample))
-        t = time.perf_counter()
-        obs, reward, terminated, truncated, info = env.step(sample.text)
-        sandbox_s += time.perf_counter() - t
-        done = terminated or truncated
-    return {"turns": turns, "reward": float(reward), "success": bool(info.get("success")), "sandbox_s": sandbox_s}
+    return rollout_episodes([env], policy, [trajectory_id])[0]
 
 
-def train_e2e(cfg: E2EConfig, log: Any = print) -> dict[str, Any]:
-    """Run end-to-end GRPO; returns final metrics and compute accounting."""
+def rollout_episodes(envs: list[TrajectoryEnv], policy: Any, trajectory_ids: list[str]) -> list[dict[str, Any]]:
+    """Play one episode per env in lockstep (``envs[i]`` plays ``trajectory_ids[i]`` from turn 0).
+
+    Each round samples the next turn of every running episode in one policy call, so a model policy
+    generates in batches. Returns, per episode, the (prompt ids, sample) pairs, the reward and the outcome.
+    """
+    results: list[dict[str, Any]] = [{"turns": [], "reward": 0.0, "success": False, "sandbox_s": 0.0}
+                                     for _ in trajectory_ids]
+    running: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for i, (env, tid) in enumerate(zip(envs, trajectory_ids, strict=True)):
+        running[i] = env.reset(options={"trajectory": tid, "turn": 0})
+    while running:
+        slots = sorted(running)
+        try:
+            samples = policy.sample([running[i][0] for i in slots], n=1, infos=[running[i][1] for i in slots])
+        except Exception as exc:  # a prompt outgrew the context: that episode ends with reward 0
+            if getattr(exc, "index", None) is None:
+                raise
+            del running[slots[exc.index]]
+            continue
+        for i, (sample, *_) in zip(slots, samples, strict=True):
+            obs = running[i][0]
+            results[i]["turns"].append((policy.prompt_ids(obs), sample))
+            t = time.perf_counter()
+            obs, reward, terminated, truncated, info = envs[i].step(sample.text)
+            results[i]["sandbox_s"] += time.perf_counter() - t
+            if terminated or truncated:
+                results[i].update(reward=float(reward), success=bool(info.get("success")))
+                del running[i]
+            else:
+                running[i] = (obs, info)
+    return results
+
+
+def train_e2e(cfg: E2EConfig, log: Any = print, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run end-to-end GRPO; returns final metrics and compute accounting.
+
+    ``on_step(done, total)`` is called after every optimizer step (progress bars).
+    """
     from agents.policies.hf import HFPolicy, sequence_logprobs
 
     start = time.perf_counter()
@@ -84,6 +113,10 @@ def train_e2e(cfg: E2EConfig, log: Any = print) -> dict[str, Any]:
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     env = TrajectoryEnv(cfg.trajectories or None, domain=cfg.domain, mode="episode", max_turns=cfg.max_turns)
     ids = env.ids[: cfg.max_trajectories or None]
+    records = [env.trajectories[i] for i in ids]
+    # one episode-mode env per concurrent episode (tasks_per_step x group_size), reused every step
+    envs = [env] + [TrajectoryEnv(records, domain=cfg.domain, mode="episode", max_turns=cfg.max_turns)
+                    for _ in range(min(cfg.tasks_per_step, len(ids)) * cfg.group_size - 1)]
     policy = HFPolicy.from_pretrained(cfg.model, device=device, max_new_tokens=cfg.max_new_tokens,
                                       temperature=cfg.temperature)
     model, tok = policy.model, policy.tokenizer
@@ -98,7 +131,8 @@ def train_e2e(cfg: E2EConfig, log: Any = print) -> dict[str, Any]:
         tasks = [ids[i] for i in rng.choice(len(ids), size=min(cfg.tasks_per_step, len(ids)), replace=False)]
         model.eval()
         policy.reseed(cfg.seed * 1_000_003 + step)
-        episodes = [[rollout_episode(env, policy, tid) for _ in range(cfg.group_size)] for tid in tasks]
+        flat = rollout_episodes(envs, policy, [tid for tid in tasks for _ in range(cfg.group_size)])
+        episodes = [flat[i * cfg.group_size : (i + 1) * cfg.group_size] for i in range(len(tasks))]
         rewards = torch.tensor([[e["reward"] for e in group] for group in episodes])
         adv = group_advantages(rewards, cfg.advantage)
         seqs = [(p, s, float(adv[i, j])) for i, group in enumerate(episodes) for j, e in enumerate(group)
@@ -127,6 +161,8 @@ def train_e2e(cfg: E2EConfig, log: Any = print) -> dict[str, Any]:
                 "loss/policy": loss_sum / total_tokens, "time/step_s": time.perf_counter() - t0}
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(last) + "\n")
+        if on_step is not None:
+            on_step(step + 1, cfg.steps)
         log(f"e2e step {step + 1}/{cfg.steps}: episode reward {last['rollout/episode_reward']:.3f}, "
             f"{last['rollout/turns_per_episode']:.1f} turns/episode")
     final = out / "final"
@@ -135,5 +171,6 @@ def train_e2e(cfg: E2EConfig, log: Any = print) -> dict[str, Any]:
     compute["wall_clock_s"] = time.perf_counter() - start
     summary = {"final": last, "compute": compute, "model": str(final)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    env.close()
+    for e in envs:
+        e.close()
     return summary

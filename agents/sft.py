@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ class SFTConfig:
     warmup_steps: int = 10
     max_grad_norm: float = 1.0
     device: str = "auto"
+    bf16: bool = False
+    """bfloat16 autocast for the forward pass; weights and optimizer stay float32 (as in the PivotRL trainer)."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -84,8 +87,11 @@ def sft_loss(model: Any, batch: list[tuple[list[int], list[int]]], pad_id: int, 
     return loss, tokens
 
 
-def train_sft(cfg: SFTConfig, log: Any = print) -> dict[str, Any]:
-    """Run SFT and save the final model to ``out_dir/final``; returns metrics and compute accounting."""
+def train_sft(cfg: SFTConfig, log: Any = print, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run SFT and save the final model to ``out_dir/final``; returns metrics and compute accounting.
+
+    ``on_step(done, total)`` is called after every optimizer step (progress bars).
+    """
     from agents.policies.hf import HFPolicy
 
     start = time.perf_counter()
@@ -96,7 +102,7 @@ def train_sft(cfg: SFTConfig, log: Any = print) -> dict[str, Any]:
     device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     env = TrajectoryEnv(cfg.trajectories or None, domain=cfg.domain)
     records = list(env.trajectories.values())[: cfg.max_trajectories or None]
-    policy = HFPolicy.from_pretrained(cfg.model, device=device)
+    policy = HFPolicy.from_pretrained(cfg.model, device=device, dtype=torch.float32)
     model, tok = policy.model, policy.tokenizer
     data = sft_batches(tok, records, cfg.max_length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -109,7 +115,8 @@ def train_sft(cfg: SFTConfig, log: Any = print) -> dict[str, Any]:
     metrics_path.write_text("")
     for step in range(cfg.steps):
         idx = rng.choice(len(data), size=min(cfg.batch_size, len(data)), replace=False)
-        loss, tokens = sft_loss(model, [data[i] for i in idx], pad, device)
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, tokens = sft_loss(model, [data[i] for i in idx], pad, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -119,6 +126,8 @@ def train_sft(cfg: SFTConfig, log: Any = print) -> dict[str, Any]:
         losses.append(loss.item())
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps({"step": step + 1, "loss/sft": losses[-1], "tokens": tokens}) + "\n")
+        if on_step is not None:
+            on_step(step + 1, cfg.steps)
         if (step + 1) % max(cfg.steps // 10, 1) == 0 or step == 0:
             log(f"sft step {step + 1}/{cfg.steps}: loss {losses[-1]:.4f}")
     final = out / "final"

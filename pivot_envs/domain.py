@@ -132,6 +132,11 @@ class Domain:
         """
         if self.success is not None:
             return self.success(trajectory, sandbox, messages)
+        return self.episode_success_by_record(trajectory, sandbox, messages)
+
+    def episode_success_by_record(self, trajectory: Trajectory, sandbox: Sandbox | None,
+                                  messages: list[dict[str, Any]]) -> bool | None:
+        """The record's own ``task.success`` rule (what :meth:`episode_success` falls back to)."""
         rule = (trajectory.task or {}).get("success")
         if not rule:
             return None
