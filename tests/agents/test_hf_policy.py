@@ -131,6 +131,40 @@ def test_sequence_logprobs_is_differentiable_and_padding_is_masked(tok, model):
     assert not torch.allclose(sequence_logprobs(m, prompts, completions, temperature=0.5)[1], lp[1])
 
 
+def _mixed_prompt_grads(model, split, device, autocast):
+    """Log-probs and weight gradients of a batch whose two prompts differ in length (left padding)."""
+    prompts = [[5, 6, 7, 8, 9, 10, 11, 12], [5, 6, 7], [5, 6, 7]]
+    comps = [[20, 21, 22], [23, 24], [25, 26, 27, 28]]
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
+        lp, mask = completion_logprobs(model, prompts, comps, split_by_prompt_length=split)
+    lp.sum().backward()
+    return lp.detach(), mask, {k: p.grad.detach().clone() for k, p in model.named_parameters()}
+
+
+def test_splitting_by_prompt_length_gives_the_same_logprobs_and_gradients(tok):
+    model = build_tiny_model(tok, seed=3).train()
+    lp_a, mask_a, grads_a = _mixed_prompt_grads(model, False, "cpu", False)
+    lp_b, mask_b, grads_b = _mixed_prompt_grads(model, True, "cpu", False)
+    assert torch.equal(mask_a, mask_b)
+    assert torch.allclose(lp_a, lp_b, atol=1e-5)
+    assert all(torch.allclose(grads_a[k], grads_b[k], atol=1e-5) for k in grads_a)
+
+
+@pytest.mark.gpu
+def test_left_padded_backward_on_cuda_has_finite_gradients(tok):
+    """The trainer's case on a GPU: bf16 autocast, prompts of two lengths in one micro-batch."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    model = build_tiny_model(tok, hidden_size=128, heads=2, seed=3).to("cuda").train()
+    _, _, unsplit = _mixed_prompt_grads(model, False, "cuda", True)
+    print("unsplit gradients finite:", all(bool(torch.isfinite(g).all()) for g in unsplit.values()))
+    lp, _, grads = _mixed_prompt_grads(model, None, "cuda", True)  # the default on CUDA: split
+    assert bool(torch.isfinite(lp).all())
+    bad = [k for k, g in grads.items() if not bool(torch.isfinite(g).all())]
+    assert not bad, f"non-finite gradients in {bad}"
+
+
 def test_trained_model_stops_at_end_of_turn_and_emits_parseable_hermes(tok, overfit):
     m, record = overfit
     policy = HFPolicy(m, tok, temperature=0, max_new_tokens=64)

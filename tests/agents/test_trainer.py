@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import socket
+import subprocess
+import sys
+import types
+from importlib.util import find_spec
 
 import pytest
 import torch
@@ -76,3 +83,108 @@ def test_e2e_runs_whole_episodes(tiny_path, tmp_path):
     summary = train_e2e(cfg, log=lambda *_: None)
     assert summary["compute"]["rollout_turns"] >= 2  # at least one turn per episode
     assert 0.0 <= summary["final"]["rollout/episode_reward"] <= 1.0
+
+
+def test_bf16_autocast_on_cpu_trains_float32_master_weights(tiny_path, tmp_path):
+    summary = train(pivotrl_config(tiny_path, tmp_path / "bf16", bf16=True, device="cpu"), log=lambda *_: None)
+    assert torch.isfinite(torch.tensor(summary["final"]["loss/policy"]))
+    before, after = weights(tiny_path), weights(tmp_path / "bf16" / "checkpoints" / "step-000002")
+    assert all(t.dtype == torch.float32 for t in after.values())  # bf16 is autocast, not the stored weights
+    assert not [k for k in before if torch.equal(before[k], after[k])]
+
+
+def test_config_names_the_fix_for_a_bad_sampler_and_a_missing_wandb(tiny_path, monkeypatch):
+    with pytest.raises(ValueError, match="sampler='sglang'"):
+        TrainConfig(model=tiny_path, sampler="sglang")
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name))
+    with pytest.raises(ValueError, match="pip install wandb"):
+        TrainConfig(model=tiny_path, wandb_project="pivotrl")
+
+
+def test_metrics_go_to_wandb_when_a_project_is_set(tiny_path, tmp_path, monkeypatch):
+    logged, runs = [], []
+
+    class Run:
+        def log(self, row, step):
+            logged.append((step, row))
+
+        def finish(self):
+            runs.append("finished")
+
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kwargs: runs.append(kwargs) or Run()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    train(pivotrl_config(tiny_path, tmp_path / "wb", wandb_project="pivotrl-test"), log=lambda *_: None)
+    assert runs[0]["project"] == "pivotrl-test" and runs[-1] == "finished"
+    assert [s for s, _ in logged] == [1, 2]
+    assert {"rollout/reward", "loss/policy", "time/update_s"} <= set(logged[0][1])
+
+
+def test_the_single_process_accelerate_path_matches_the_plain_one(tiny_path, tmp_path):
+    pytest.importorskip("accelerate")
+    plain = train(pivotrl_config(tiny_path, tmp_path / "plain", device="cpu"), log=lambda *_: None)
+    accel = train(pivotrl_config(tiny_path, tmp_path / "accel", device="cpu", distributed=True), log=lambda *_: None)
+    assert accel["world_size"] == 1
+    assert accel["final"]["rollout/reward"] == plain["final"]["rollout/reward"]
+    a = weights(tmp_path / "plain" / "checkpoints" / "step-000002")
+    b = weights(tmp_path / "accel" / "checkpoints" / "step-000002")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+CHILD = """
+import json, sys
+from agents.pivotrl import TrainConfig, train
+summary = train(TrainConfig(**json.loads(sys.argv[1])), log=lambda *_: None)
+print("SUMMARY " + json.dumps(summary))
+"""
+
+
+def test_two_cpu_processes_share_the_pivots_and_train_one_model(tiny_path, tmp_path):
+    """torch.distributed over gloo, as ``accelerate launch --cpu --num_processes 2`` starts it (~10 s)."""
+    pytest.importorskip("accelerate")
+    cfg = dict(model=tiny_path, out_dir=str(tmp_path / "ddp"), max_trajectories=3, profile_k=4, random_turns=True,
+               max_pivots=4, steps=2, pivots_per_step=2, group_size=4, lr=1e-3, max_new_tokens=24,
+               checkpoint_every=1, tensorboard=False, device="cpu")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(cfg)], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    summaries = [json.loads(next(line for line in o.splitlines() if line.startswith("SUMMARY "))[8:]) for o, _ in outs]
+    assert [s["world_size"] for s in summaries] == [2, 2]
+    # Metrics are gathered: both ranks report the same step, over both ranks' groups.
+    assert summaries[0]["final"] == {**summaries[1]["final"], "time/update_s": summaries[0]["final"]["time/update_s"]}
+    assert summaries[0]["final"]["rollout/groups"] == 2
+    assert torch.isfinite(torch.tensor(summaries[0]["final"]["loss/policy"]))
+    rows = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]  # written once, by rank 0
+    before, after = weights(tiny_path), weights(tmp_path / "ddp" / "checkpoints" / "step-000002")
+    assert not [k for k in before if torch.equal(before[k], after[k])]
+
+
+def test_a_step_with_a_non_finite_gradient_is_skipped_and_counted(tiny_path, tmp_path, monkeypatch):
+    import agents.policies.hf as hf
+
+    class NaNGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * float("nan")
+
+    real = hf.sequence_logprobs
+    monkeypatch.setattr(hf, "sequence_logprobs", lambda *a, **k: [NaNGrad.apply(x) for x in real(*a, **k)])
+    summary = train(pivotrl_config(tiny_path, tmp_path / "nan"), log=lambda *_: None)
+    assert summary["final"]["loss/skipped_steps"] == 2
+    before, after = weights(tiny_path), weights(tmp_path / "nan" / "checkpoints" / "step-000002")
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no NaN written into the weights

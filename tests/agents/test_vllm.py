@@ -203,3 +203,49 @@ def test_a_head_size_the_cpu_kernels_lack_is_refused_before_the_engine_starts(to
             VLLMPolicy(path)
     else:  # GPU kernels take head_dim 16
         VLLMPolicy(path, max_new_tokens=4).close()
+
+
+def test_train_with_the_vllm_sampler_keeps_the_engine_in_sync_with_the_trained_model(checkpoint, tok, observations,
+                                                                                     tmp_path, monkeypatch):
+    """Two GRPO steps of ``train(sampler="vllm")``: vLLM profiles and samples, the HF model is updated and
+    its weights are pushed into the engine after each step. Afterwards the engine's greedy turns (and their
+    log-probabilities) equal those of the checkpoint the trainer saved."""
+    import agents.pivotrl as pivotrl
+
+    engines = []
+
+    def keep_engine(*args, **kwargs):  # the trainer closes its engine at the end; keep this one open
+        engine = make_sampler(*args, **kwargs)
+        engines.append(engine)
+        monkeypatch.setattr(engine, "close", lambda: None)
+        return engine
+
+    make_sampler = pivotrl._vllm_sampler
+    monkeypatch.setattr(pivotrl, "_vllm_sampler", keep_engine)
+    cfg = pivotrl.TrainConfig(model=str(checkpoint), out_dir=str(tmp_path / "run"), sampler="vllm", device="cpu",
+                              max_trajectories=2, profile_k=2, random_turns=True, max_pivots=4, steps=2,
+                              pivots_per_step=2, group_size=4, lr=1e-2, max_new_tokens=MAX_NEW, checkpoint_every=1,
+                              tensorboard=False)
+    summary = pivotrl.train(cfg, log=lambda *_: None)
+    [engine] = engines
+    try:
+        final = summary["final"]
+        assert summary["sampler"] == "vllm" and final["step"] == 2
+        numbers = {k: v for k, v in final.items() if isinstance(v, float)}
+        assert all(torch.isfinite(torch.tensor(v)) for v in numbers.values()), numbers
+        assert final["time/weight_sync_s"] > 0
+
+        saved = tmp_path / "run" / "checkpoints" / "step-000002"
+        engine.temperature = 0.0
+        synced = [r[0] for r in engine.sample(observations)]
+        hf = HFPolicy.from_pretrained(saved, device="cpu", temperature=0, max_new_tokens=MAX_NEW)
+        assert_same_turns(synced, [r[0] for r in hf.sample(observations)])
+        # Not vacuous: the two steps moved the model away from where the engine started.
+        base = HFPolicy.from_pretrained(checkpoint, device="cpu", temperature=0, max_new_tokens=MAX_NEW)
+        before = [r[0] for r in base.sample(observations)]
+        gaps = [max((abs(a - b) for a, b in zip(s.logprobs, t.logprobs, strict=False)), default=0.0)
+                for s, t in zip(synced, before, strict=True)]
+        assert max(gaps) > 100 * LOGPROB_TOL
+    finally:
+        monkeypatch.undo()
+        engine.close()
