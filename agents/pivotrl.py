@@ -315,7 +315,8 @@ def _profile_pivots(cfg: TrainConfig, env: TrajectoryEnv, policy: Any, tag: str,
     summary = write_report(result, cfg.lambda_diff)
     pivots = select_pivots(result.rows, cfg.filter)
     return pivots, {"summary": summary, "seconds": result.seconds, "tokens": result.generated_tokens,
-                    "turns": len(result.rows) * cfg.profile_k, "directory": str(result.directory)}
+                    "sandbox_seconds": result.sandbox_seconds, "turns": len(result.rows) * cfg.profile_k,
+                    "directory": str(result.directory)}
 
 
 def _profile_on_main(accel: Any, cfg: TrainConfig, env: TrajectoryEnv, policy: Any, tag: str, log: Any,
@@ -415,6 +416,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         start_step = 0
         pivots, info = _profile_on_main(accel, cfg, env, sampler, "pi_0", log, pool)
         accounting["rollout_turns"] += info["turns"]
+        accounting["sandbox_seconds"] += info.get("sandbox_seconds", 0.0)
         accounting["generated_tokens"] += info["tokens"]
         s = info["summary"]
         log(f"profiled {s['states']} states: zero-variance {s['zero_variance_share']:.1%}, "
@@ -580,6 +582,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
                 or (cfg.reprofile_std_below and batch_std < cfg.reprofile_std_below)):
             new_pivots, info = _profile_on_main(accel, cfg, env, sampler, f"step {step + 1}", log, pool)
             accounting["rollout_turns"] += info["turns"]
+            accounting["sandbox_seconds"] += info.get("sandbox_seconds", 0.0)
             accounting["generated_tokens"] += info["tokens"]
             if new_pivots:
                 pivots = new_pivots

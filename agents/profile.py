@@ -120,6 +120,8 @@ class ProfileResult:
     resumed_from: int = 0
     seconds: float = 0.0
     generated_tokens: int = 0
+    sandbox_seconds: float = 0.0
+    """Of ``seconds``, the time spent restoring states and verifying samples (the rest is generation)."""
 
     def summary(self, lambda_diff: float = 0.6) -> dict[str, Any]:
         return summarize(self.rows, lambda_diff)
@@ -174,17 +176,22 @@ def profile(
     pool = pool or LocalVerifierPool(env, named_verifier)
     start = time.perf_counter()
     tokens = 0
+    sandbox_s = 0.0
     new_batches = 0
     for b in range(first_batch, len(batches)):
         if max_batches is not None and new_batches >= max_batches:
             break
         batch = batches[b]
         states = [(cand.trajectory_id, cand.turn) for cand in batch]
+        t_env = time.perf_counter()
         pairs = pool.observe(states)
+        sandbox_s += time.perf_counter() - t_env
         policy.reseed(config.seed * 1_000_003 + b)
         samples = policy.sample([obs for obs, _ in pairs], n=config.k, infos=[info for _, info in pairs])
+        t_ver = time.perf_counter()
         verdict_groups = pool.verify_states([VerifyRequest(tid, turn, [s.text for s in group])
                                              for (tid, turn), group in zip(states, samples, strict=True)])
+        sandbox_s += time.perf_counter() - t_ver
         out = []
         for cand, group, verdicts in zip(batch, samples, verdict_groups, strict=True):
             rewards = [float(vd.score) for vd in verdicts]
@@ -201,7 +208,7 @@ def profile(
         if on_batch is not None:
             on_batch(b + 1, len(batches))
     result = ProfileResult(rows, run_dir, key, resumed_from=done, seconds=time.perf_counter() - start,
-                           generated_tokens=tokens)
+                           generated_tokens=tokens, sandbox_seconds=sandbox_s)
     if len(rows) == len(candidates):
         write_report(result)
     return result

@@ -74,6 +74,7 @@ def test_profile_statistics_and_report(env, tmp_path):
     assert 0 < s["pivots"] < s["states"] == sum(t.num_turns for t in records)
     assert s["zero_variance_share"] == pytest.approx(sum(r["var"] == 0 for r in result.rows) / s["states"])
     assert sum(s["mean_histogram"]["counts"]) == s["states"]
+    assert 0 < result.sandbox_seconds < result.seconds  # restore + verify time, counted for compute tables
 
 
 def rows(*stats):
