@@ -65,13 +65,3 @@ def test_data_generate_is_deterministic(tmp_path):
     assert runner.invoke(app, ["data", "generate", str(a), "-n", "3", "--seed", "5"]).exit_code == 0
     assert runner.invoke(app, ["data", "generate", str(b), "-n", "3", "--seed", "5"]).exit_code == 0
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 3
-
-
-def test_demo_quick_writes_a_report(tmp_path):
-    result = runner.invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    report = json.loads((tmp_path / "report.json").read_text())
-    row = next(r for r in report["domains"] if r["env_id"] == "pivot/ToolUse-v0")
-    assert row["replay_accuracy"] == 1.0
-    assert row["random_accuracy"] < 0.2
-    assert "pivot/ToolUse-v0" in (tmp_path / "report.md").read_text()
