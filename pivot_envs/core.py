@@ -46,7 +46,7 @@ from pivot_envs.restore import (
 )
 from pivot_envs.spaces import AssistantTurn, Chat
 from pivot_envs.trajectory import Trajectory, content_text, load_trajectories
-from sandboxes.core import Sandbox, canonical_json
+from sandboxes.core import Sandbox, Snapshot, canonical_json
 from verifiers.core import Verdict, Verifier, VerifyContext, make_verifier
 
 MODES = ("pivot", "episode")
@@ -63,7 +63,8 @@ class TrajectoryEnv(gym.Env[dict, str]):
         verifier: Verifier name or instance; default = the domain's.
         strict: Raise :class:`RestoreDivergenceError` when a replay differs from the record.
         max_turns: Episode-mode turn budget; default twice the demonstration's remaining turns plus 2.
-        cache_size: Snapshot cache capacity (0 disables caching: every reset replays from turn 0).
+        cache_size: Snapshot cache capacity (0 disables caching: every reset replays from turn 0). The
+            least recently used snapshots beyond it are freed at once (Docker images, workspace copies).
         render_mode: None or ``"ansi"``.
     """
 
@@ -104,7 +105,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
         self.mode, self.strict, self.max_turns, self.render_mode = mode, strict, max_turns, render_mode
         self._verifier_spec = verifier
         self._verifiers: dict[str, Verifier] = {}
-        self.cache = SnapshotCache(cache_size) if cache_size > 0 else None
+        self.cache = SnapshotCache(cache_size, on_evict=self._discard) if cache_size > 0 else None
         self._keys: dict[str, list[str]] = {}
         self._tools_json: dict[int, tuple[list[dict[str, Any]], str]] = {}
         tool_names = sorted({n for t in records for n in t.tool_names})
@@ -349,6 +350,13 @@ class TrajectoryEnv(gym.Env[dict, str]):
                 self.sandbox = sb
                 return sb
         return None
+
+    def _discard(self, snap: Snapshot) -> None:
+        """The cache evicted ``snap``: its owner (the kept sandbox of its backend) frees it now."""
+        for sb in (self.sandbox, *self._retired):
+            if sb is not None and sb.backend == snap.backend and not sb.closed:
+                sb.discard(snap)
+                return
 
     def _set_aside(self) -> None:
         """No current sandbox; keep the old one open if cached snapshots may depend on it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from pivot_envs.trajectory import Trajectory
@@ -68,12 +69,18 @@ def compute_prefix_keys(traj: Trajectory) -> list[str]:
 
 
 class SnapshotCache:
-    """LRU map from prefix hash to sandbox snapshot, shared by an env and its forks."""
+    """LRU map from prefix hash to sandbox snapshot, shared by an env and its forks.
 
-    def __init__(self, max_size: int = 4096):
+    ``on_evict(snapshot)`` is called for each snapshot pushed out past ``max_size`` (and for one
+    replaced under the same key), so its owner can free it: a Docker snapshot is an image, a local one
+    a directory copy.
+    """
+
+    def __init__(self, max_size: int = 4096, on_evict: Callable[[Snapshot], None] | None = None):
         self.max_size = max_size
+        self.on_evict = on_evict
         self._items: OrderedDict[str, Snapshot] = OrderedDict()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.evictions = 0
 
     def get(self, key: str) -> Snapshot | None:
         snap = self._items.get(key)
@@ -82,10 +89,18 @@ class SnapshotCache:
         return snap
 
     def put(self, key: str, snap: Snapshot) -> None:
+        old = self._items.get(key)
         self._items[key] = snap
         self._items.move_to_end(key)
+        if old is not None and old is not snap:
+            self._evict(old)
         while len(self._items) > self.max_size:
-            self._items.popitem(last=False)
+            self._evict(self._items.popitem(last=False)[1])
+
+    def _evict(self, snap: Snapshot) -> None:
+        self.evictions += 1
+        if self.on_evict is not None:
+            self.on_evict(snap)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -150,6 +150,14 @@ class Sandbox(ABC):
     def restore(self, snapshot: Snapshot) -> None:
         """Return the world to ``snapshot`` (taken from this sandbox or one of the same backend)."""
 
+    def discard(self, snapshot: Snapshot) -> None:
+        """Let go of ``snapshot``, taken by this sandbox, before the sandbox closes (caches evict).
+
+        Nothing may restore it afterwards. Sandboxes and forks already made from it are unaffected.
+        The default does nothing: in-process snapshots are plain objects the garbage collector frees.
+        """
+        return None
+
     @abstractmethod
     def fork(self, n: int = 1) -> list[Sandbox]:
         """Return ``n`` independent sandboxes, each in the current state. The caller closes them."""

@@ -1213,6 +1213,11 @@ class DockerSandbox(Sandbox):
         _registry.hold(ref.tag, (self._token, "owner"))
         return Snapshot(self.backend, digest, ref)
 
+    def discard(self, snapshot: Snapshot) -> None:
+        """Drop this sandbox's hold on the snapshot image; the image goes once nothing else uses it."""
+        if snapshot.backend == self.backend and isinstance(snapshot.payload, DockerImageRef):
+            _registry.release(snapshot.payload.tag, (self._token, "owner"), self._client)
+
     def _commit(self) -> DockerImageRef:
         """A new snapshot image of the current container, tracked by the registry with no holder yet."""
         depth = self._depth(self.image) + 1

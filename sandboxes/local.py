@@ -472,6 +472,13 @@ class LocalSandbox(Sandbox):
         os.chmod(target, 0o700)
         return Snapshot(self.backend, _tree_digest(target), str(target))
 
+    def discard(self, snapshot: Snapshot) -> None:
+        """Delete the snapshot's directory now rather than when this sandbox closes."""
+        path = Path(snapshot.payload)
+        if snapshot.backend == self.backend and path in self._snapshots:
+            self._snapshots.remove(path)
+            shutil.rmtree(path, ignore_errors=True)
+
     def restore(self, snapshot: Snapshot) -> None:
         """Replace the workspace with a copy of ``snapshot``.
 

@@ -211,3 +211,22 @@ def test_vector_env_returns_text_intact():
         assert list(rewards) == [1.0, 0.0] and all(terms)
     finally:
         envs.close()
+
+
+def test_evicted_snapshots_are_freed_by_their_owner(local_shell_worlds):
+    """A bounded cache frees what it pushes out: local snapshots are directories, Docker ones images."""
+    from pivot_envs.domains.terminal.expert import generate
+
+    records = [record_from_dict(r) for r in generate(3, seed=5)]
+    env = TrajectoryEnv(records, domain="terminal", cache_size=2)
+    try:
+        for t in records:
+            for turn in range(t.num_turns):
+                env.reset(options={"trajectory": t.id, "turn": turn})
+        assert env.cache.evictions > 0 and len(env.cache) == 2
+        assert len(env.sandbox._snapshots) == 2  # one directory per cached snapshot, no more
+        t = records[0]
+        _, info = env.reset(options={"trajectory": t.id, "turn": t.num_turns - 1})
+        assert info["divergence"] == [] and info["restored_from"] == "replay"  # evicted: rebuilt by replay
+    finally:
+        env.close()

@@ -344,6 +344,21 @@ def test_snapshots_restore_into_another_sandbox_and_die_with_their_owner(image: 
             three.restore(snap)
 
 
+def test_discarded_snapshot_images_go_unless_a_sandbox_runs_on_them(image: str, client) -> None:
+    from sandboxes.docker import DockerSandbox
+
+    with DockerSandbox({"a.txt": "x"}, image=image) as one, DockerSandbox(image=image) as two:
+        kept, dropped = one.snapshot(), one.snapshot()
+        two.restore(kept)
+        one.discard(kept)
+        one.discard(dropped)
+        assert image_exists(client, kept.payload.tag)  # `two` runs on it
+        assert not image_exists(client, dropped.payload.tag)
+        two.discard(kept)  # not `two`'s snapshot: its hold as a user stays
+        assert image_exists(client, kept.payload.tag)
+    assert not image_exists(client, kept.payload.tag)
+
+
 def test_fork_gives_independent_copies(sandbox, client) -> None:
     sandbox.write_file("shared.txt", "base")
     forks = sandbox.fork(2)
