@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import inspect
 import io
 import json
 import logging
@@ -91,6 +92,7 @@ import docker
 import docker.errors
 from docker.types import Ulimit
 
+from sandboxes import digest as digest_module
 from sandboxes.core import ExecResult, Sandbox, Snapshot
 from sandboxes.errors import SandboxError, SnapshotError
 
@@ -169,110 +171,9 @@ m=; [ "$t" = file ] && m=$(stat -c %a -- "$p")
 printf '%s\n%s\n%s' "$t" "$p" "$m"
 """
 
-#: The workspace digest, run with the image's python3: the walk and encoding of
-#: ``sandboxes.local._tree_digest`` (same prefix), so equal workspaces hash equally on both backends,
-#: except that a git index (``.git/index``) counts by its entries (mode, object id, flags, path) and
-#: not by its bytes. Its stat cache (ctime, inode, ...) changes on every restore and copy without
-#: changing what git does, so hashing the bytes would call equal repositories different. The
-#: terminal domain's ``workspace_digest`` normalises the index the same way.
-_DIGEST = r"""
-import hashlib, os, struct, sys
-
-def git_index_entries(data):
-    # Index versions 2 and 3 without the stat cache: per entry mode, flags, object id and path.
-    if len(data) < 12 or data[:4] != b"DIRC":
-        return None
-    version, count = struct.unpack(">II", data[4:12])
-    if version not in (2, 3):
-        return None
-    out, pos = [], 12
-    for _ in range(count):
-        if pos + 62 > len(data):
-            return None
-        mode, = struct.unpack(">I", data[pos + 24:pos + 28])
-        oid = data[pos + 40:pos + 60]
-        flags, = struct.unpack(">H", data[pos + 60:pos + 62])
-        head, extended = 62, 0
-        if flags & 0x4000:
-            if version < 3 or pos + 64 > len(data):
-                return None
-            extended, = struct.unpack(">H", data[pos + 62:pos + 64])
-            head = 64
-        end = data.find(b"\0", pos + head)
-        if end < 0:
-            return None
-        path = data[pos + head:end]
-        out.append(struct.pack(">IHH", mode, flags & 0xF000, extended) + oid + path + b"\0")
-        pos += (head + len(path) + 8) & ~7
-    return b"".join(out)
-
-def file_digest(path, rel=b""):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except PermissionError:
-        return b"unreadable"
-    h = hashlib.sha256()
-    with open(fd, "rb") as f:
-        if rel == b".git/index" or rel.endswith(b"/.git/index"):
-            data = f.read()
-            staged = git_index_entries(data)
-            if staged is not None:
-                return b"git-index:" + hashlib.sha256(staged).hexdigest().encode()
-            h.update(data)
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest().encode()
-
-def tree(top):
-    entries = []
-    def visit(directory, prefix):
-        try:
-            with os.scandir(directory) as it:
-                children = list(it)
-        except PermissionError:
-            entries.append((prefix, b"unreadable", b""))
-            return
-        for entry in children:
-            rel = prefix + os.fsencode(entry.name)
-            if entry.is_symlink():
-                entries.append((rel, b"link", os.fsencode(os.readlink(entry.path))))
-            elif entry.is_dir(follow_symlinks=False):
-                if entry.name == "__pycache__" or (not prefix and entry.name == ".tmp"):
-                    continue
-                entries.append((rel + b"/", b"dir", b""))
-                visit(entry.path, rel + b"/")
-            elif entry.is_file(follow_symlinks=False):
-                executable = entry.stat(follow_symlinks=False).st_mode & 0o111
-                entries.append((rel, b"exec" if executable else b"file", file_digest(entry.path, rel)))
-    visit(top, b"")
-    digest = hashlib.sha256(b"pivotrl-local-workspace-v1\0")
-    for rel, kind, detail in sorted(entries):
-        digest.update(kind + b"\0" + rel + b"\0" + detail + b"\0")
-    return digest.hexdigest()
-
-def one(top, rel):
-    full = os.path.join(top, rel)
-    parent = os.path.realpath(os.path.dirname(full))
-    if parent != top and not parent.startswith(top + "/"):
-        return b"outside", b""
-    if os.path.islink(full):
-        return b"link", os.fsencode(os.readlink(full))
-    if os.path.isdir(full):
-        return b"tree", tree(full).encode()
-    if os.path.isfile(full):
-        return (b"exec" if os.stat(full).st_mode & 0o111 else b"file"), file_digest(full)
-    return (b"other" if os.path.lexists(full) else b"missing"), b""
-
-top = os.path.realpath(sys.argv[1])
-if len(sys.argv) == 2:
-    print(tree(top))
-else:
-    digest = hashlib.sha256(b"pivotrl-docker-paths-v1\0")
-    for rel in sorted(set(sys.argv[2:])):
-        kind, detail = one(top, rel)
-        digest.update(kind + b"\0" + os.fsencode(rel) + b"\0" + detail + b"\0")
-    print(digest.hexdigest())
-"""
+#: The workspace digest, run with the image's python3: :mod:`sandboxes.digest`, the code
+#: :class:`~sandboxes.local.LocalSandbox` uses on the host, so equal workspaces hash equally on both.
+_DIGEST = inspect.getsource(digest_module)
 
 _DIFF_KINDS = {0: "modified", 1: "added", 2: "deleted"}
 _INIT_PATH = "/usr/sbin/docker-init"

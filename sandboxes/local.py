@@ -38,7 +38,6 @@ they linger as zombies.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import select
@@ -54,6 +53,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sandboxes.core import ExecResult, Sandbox, Snapshot, truncate_output
+from sandboxes.digest import tree
 from sandboxes.errors import SandboxError, SnapshotError
 
 #: The ``PATH`` of every command; the host's ``PATH`` may name user directories and is not inherited.
@@ -714,40 +714,8 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def _tree_digest(top: Path) -> str:
-    # NUL-separated bytes rather than JSON: file names need not be valid UTF-8.
-    entries: list[tuple[bytes, bytes, bytes]] = []
-
-    def visit(directory: str, prefix: bytes) -> None:
-        with os.scandir(directory) as it:
-            children = list(it)
-        for entry in children:
-            rel = prefix + os.fsencode(entry.name)
-            if entry.is_symlink():
-                entries.append((rel, b"link", os.fsencode(os.readlink(entry.path))))
-            elif entry.is_dir(follow_symlinks=False):
-                if entry.name == "__pycache__" or (not prefix and entry.name == ".tmp"):
-                    continue
-                entries.append((rel + b"/", b"dir", b""))
-                visit(entry.path, rel + b"/")
-            elif entry.is_file(follow_symlinks=False):
-                executable = entry.stat(follow_symlinks=False).st_mode & 0o111
-                entries.append((rel, b"exec" if executable else b"file", _file_sha256(entry.path)))
-            # FIFOs, sockets and devices are not state (snapshots skip them too).
-
-    visit(os.fspath(top), b"")
-    digest = hashlib.sha256(b"pivotrl-local-workspace-v1\0")
-    for rel, kind, detail in sorted(entries):
-        digest.update(kind + b"\0" + rel + b"\0" + detail + b"\0")
-    return digest.hexdigest()
-
-
-def _file_sha256(path: str) -> bytes:
-    try:
-        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as f:
-            return hashlib.file_digest(f, "sha256").hexdigest().encode()
-    except PermissionError:
-        # Only possible when the host is not root and a command removed its own read permission.
-        return b"unreadable"
+    # The same code the Docker backend runs in its containers (a git index counts by its entries).
+    return tree(os.fspath(top))
 
 
 def _rmtree(path: Path) -> None:

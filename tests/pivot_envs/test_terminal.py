@@ -18,8 +18,10 @@ from pivot_envs import TrajectoryEnv, load_trajectories
 from pivot_envs.checker import check_trajectory_env
 from pivot_envs.domains.terminal import DOMAIN, expert, run_success_script, success
 from pivot_envs.domains.terminal import sandbox as terminal_sandbox
-from pivot_envs.domains.terminal.sandbox import TerminalLocalSandbox, git_index_entries, make_sandbox
+from pivot_envs.domains.terminal.sandbox import make_sandbox
 from pivot_envs.trajectory import Trajectory, record_from_dict
+from sandboxes.digest import git_index_entries
+from sandboxes.local import LocalSandbox
 
 N_BUNDLED = 60
 
@@ -201,7 +203,7 @@ def test_success_rules(records):
     assert success(no_rule, None, r.messages) is None
     by_message = record_from_dict({**r.to_dict(), "task": {"success": {"kind": "final_message_contains", "text": "moved"}}})
     assert success(by_message, None, [{"role": "assistant", "content": "I moved them."}]) is True
-    with TerminalLocalSandbox() as sb, pytest.raises(ValueError, match="kind"):
+    with LocalSandbox() as sb, pytest.raises(ValueError, match="kind"):
         run_success_script(by_message, sb)
 
 
@@ -216,7 +218,7 @@ def test_factory_falls_back_to_the_local_sandbox_with_one_warning(records, monke
     with caplog.at_level(logging.WARNING, logger=terminal_sandbox.__name__):
         boxes = [make_sandbox(r) for r in records[:2]]
     try:
-        assert all(isinstance(b, TerminalLocalSandbox) for b in boxes)
+        assert all(isinstance(b, LocalSandbox) for b in boxes)
         warnings = [rec.getMessage() for rec in caplog.records if rec.name == terminal_sandbox.__name__]
         assert warnings == ["Docker unavailable: the daemon is down; using the local sandbox, which is not a "
                             "security boundary"]
@@ -239,7 +241,7 @@ def test_local_digest_ignores_git_stat_cache_but_not_staging(records):
         assert a.exec("git status --short").ok and a.state_digest() == b.state_digest()
         assert a.snapshot().digest == a.state_digest()
         fork = a.fork(1)[0]
-        assert isinstance(fork, TerminalLocalSandbox) and fork.state_digest() == a.state_digest()
+        assert isinstance(fork, LocalSandbox) and fork.state_digest() == a.state_digest()
         fork.close()
         a.exec("echo more >> README.md && git add README.md")
         b.exec("echo more >> README.md")

@@ -3,33 +3,24 @@
 Records ask for ``{"sandbox": "docker", "image": ..., "workdir": "/workspace", "files": ...,
 "setup": [...]}``. :func:`make_sandbox` builds that world with :class:`sandboxes.docker.DockerSandbox`
 when the module imports and its daemon is reachable; otherwise it warns once per process and uses
-:class:`TerminalLocalSandbox`, which is **not a security boundary** (see :mod:`sandboxes.local`).
+:class:`~sandboxes.local.LocalSandbox`, which is **not a security boundary** (see :mod:`sandboxes.local`).
 Commands run with the workspace as their working directory in both backends.
 
-Why a :class:`~sandboxes.local.LocalSandbox` subclass: git's index (``.git/index``) caches each file's
-``stat`` data (ctime, inode, device) next to what is staged. Two workspaces in the same git state
-therefore differ byte for byte as soon as git writes its index (``git add``, ``git commit``, even
-``git status``), and a plain file digest calls equal worlds different. :func:`workspace_digest` hashes the
-index's entries (mode, object id, stage, flags, path) instead of its bytes, so restoring a turn by
-replay and by snapshot give the same digest. The stat cache is not state: no git command's output
-depends on it, only how fast git finds out. :class:`sandboxes.docker.DockerSandbox` hashes its
-workspace the same way; once :mod:`sandboxes.local` does too, this subclass can go.
+Both backends hash a workspace with :mod:`sandboxes.digest`, where a git index counts by its entries
+rather than its bytes (its stat cache differs between equal repositories), so restoring a turn by
+replay and by snapshot give the same digest.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import inspect
 import logging
-import os
-import struct
-from pathlib import Path
 from typing import Any
 
 from pivot_envs.trajectory import Trajectory
-from sandboxes.core import Sandbox, Snapshot
+from sandboxes.core import Sandbox
 from sandboxes.local import LocalSandbox
 
 logger = logging.getLogger(__name__)
@@ -44,31 +35,9 @@ DEFAULT_TIMEOUT = 10.0
 _warned = False
 
 
-class TerminalLocalSandbox(LocalSandbox):
-    """A :class:`~sandboxes.local.LocalSandbox` whose state digest ignores git's stat cache.
-
-    Everything else (threat model, limits, snapshots by copy) is the local sandbox's.
-    """
-
-    def state_digest(self) -> str:
-        self._check_open()
-        return workspace_digest(self.workspace)
-
-    def snapshot(self) -> Snapshot:
-        snap = super().snapshot()
-        return Snapshot(snap.backend, workspace_digest(Path(snap.payload)), snap.payload)
-
-    def fork(self, n: int = 1) -> list[Sandbox]:
-        forks = super().fork(n)
-        for sandbox in forks:
-            # Same workspace copy and settings; only the digest differs, and it has no state of its own.
-            sandbox.__class__ = TerminalLocalSandbox
-        return forks
-
-
-def local_sandbox(env: dict[str, Any]) -> TerminalLocalSandbox:
+def local_sandbox(env: dict[str, Any]) -> LocalSandbox:
     """The world of a record's ``env`` spec on this machine."""
-    return TerminalLocalSandbox(files=env.get("files") or {}, setup=env.get("setup") or (),
+    return LocalSandbox(files=env.get("files") or {}, setup=env.get("setup") or (),
                                 timeout=float(env.get("timeout", DEFAULT_TIMEOUT)))
 
 
@@ -140,87 +109,3 @@ def _docker_sandbox(env: dict[str, Any]) -> Sandbox:
     if "workdir" in inspect.signature(DockerSandbox).parameters and env.get("workdir"):
         kwargs["workdir"] = env["workdir"]
     return DockerSandbox(**kwargs)
-
-
-# -- the digest -------------------------------------------------------------------------------------
-
-
-def workspace_digest(top: Path) -> str:
-    """sha256 over every file (path, executable bit, content), symlink and directory under ``top``.
-
-    The walk and encoding of the local sandbox's own digest (``.tmp/`` at the top and ``__pycache__/``
-    skipped), except that a git index counts by its entries (:func:`git_index_entries`), not its bytes:
-    the digest :class:`sandboxes.docker.DockerSandbox` computes, so equal workspaces hash equally on
-    both backends.
-    """
-    entries: list[tuple[bytes, bytes, bytes]] = []
-
-    def visit(directory: str, prefix: bytes) -> None:
-        with os.scandir(directory) as it:
-            children = list(it)
-        for entry in children:
-            rel = prefix + os.fsencode(entry.name)
-            if entry.is_symlink():
-                entries.append((rel, b"link", os.fsencode(os.readlink(entry.path))))
-            elif entry.is_dir(follow_symlinks=False):
-                if entry.name == "__pycache__" or (not prefix and entry.name == ".tmp"):
-                    continue
-                entries.append((rel + b"/", b"dir", b""))
-                visit(entry.path, rel + b"/")
-            elif entry.is_file(follow_symlinks=False):
-                executable = entry.stat(follow_symlinks=False).st_mode & 0o111
-                entries.append((rel, b"exec" if executable else b"file", _file_detail(entry.path, rel)))
-
-    visit(os.fspath(top), b"")
-    digest = hashlib.sha256(b"pivotrl-local-workspace-v1\0")
-    for rel, kind, detail in sorted(entries):
-        digest.update(kind + b"\0" + rel + b"\0" + detail + b"\0")
-    return digest.hexdigest()
-
-
-def _file_detail(path: str, rel: bytes) -> bytes:
-    try:
-        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as f:
-            data = f.read()
-    except PermissionError:
-        return b"unreadable"
-    if rel == b".git/index" or rel.endswith(b"/.git/index"):
-        staged = git_index_entries(data)
-        if staged is not None:
-            return b"git-index:" + hashlib.sha256(staged).hexdigest().encode()
-    return hashlib.sha256(data).hexdigest().encode()
-
-
-def git_index_entries(data: bytes) -> bytes | None:
-    """A git index (versions 2 and 3) without its stat cache and extensions; None if not one of those.
-
-    Each entry keeps what git acts on: mode, object id, flags (stage, assume-valid, skip-worktree,
-    intent-to-add) and path. Dropped: ctime, mtime, device, inode, uid, gid and size (the stat cache that
-    tells git whether to re-read a file) and extensions such as the cache tree (derived from the entries).
-    Layout: https://git-scm.com/docs/index-format.
-    """
-    if len(data) < 12 or data[:4] != b"DIRC":
-        return None
-    version, count = struct.unpack(">II", data[4:12])
-    if version not in (2, 3):
-        return None  # version 4 prefix-compresses paths; git writes it only when configured to
-    out, pos = [], 12
-    for _ in range(count):
-        if pos + 62 > len(data):
-            return None
-        mode, = struct.unpack(">I", data[pos + 24 : pos + 28])
-        oid = data[pos + 40 : pos + 60]
-        flags, = struct.unpack(">H", data[pos + 60 : pos + 62])
-        head, extended = 62, 0
-        if flags & 0x4000:
-            if version < 3 or pos + 64 > len(data):
-                return None
-            extended, = struct.unpack(">H", data[pos + 62 : pos + 64])
-            head = 64
-        end = data.find(b"\0", pos + head)
-        if end < 0:
-            return None
-        path = data[pos + head : end]
-        out.append(struct.pack(">IHH", mode, flags & 0xF000, extended) + oid + path + b"\0")
-        pos += (head + len(path) + 8) & ~7  # entries are NUL-padded to a multiple of 8 bytes
-    return b"".join(out)
