@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rich.table import Table
+
 from pivot_envs.core import TrajectoryEnv
 from pivot_envs.trajectory import record_from_dict
 
@@ -88,5 +90,28 @@ def bench_reset_local(ks: Sequence[int] = (1, 4, 16, 64), repeats: int = 3) -> d
 
 
 def run_all(repeats: int = 20) -> dict[str, Any]:
+    """Every figure of ``pivotrl bench``; the local-sandbox rows repeat less (each replayed turn is a process)."""
     return {"reset_inprocess": bench_reset(repeats=repeats),
             "reset_local": bench_reset_local(repeats=max(1, repeats // 5))}
+
+
+def tables(result: dict[str, Any]) -> list[Table]:
+    """:func:`run_all`'s figures as rich tables, for people (the JSON stays the record for machines)."""
+    resets = Table(title="Reset to turn k: snapshot cache vs replay from turn 0 (median ms)")
+    for col in ("sandbox", "k", "cached ms", "replay ms", "speedup"):
+        resets.add_column(col, justify="left" if col == "sandbox" else "right")
+    forks = Table(title="Fork one sandbox from a restored state (median ms)")
+    forks.add_column("sandbox")
+    forks.add_column("fork ms", justify="right")
+    for key, label, fork_key in (("reset_inprocess", "in-process", "inprocess_fork_ms"),
+                                 ("reset_local", "local shell", "local_fork_ms")):
+        part = result.get(key)
+        if not part:
+            continue
+        name = f"{label} ({part['trajectory_turns']} turns, {part['repeats']} repeats)"
+        for row in part["rows"]:
+            resets.add_row(name, str(row["k"]), f"{row['cached_ms']:.3f}", f"{row['replay_ms']:.3f}",
+                           f"{row['speedup']:.1f}x")
+            name = ""
+        forks.add_row(label, f"{part[fork_key]:.3f}")
+    return [resets, forks]

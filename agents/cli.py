@@ -1,29 +1,132 @@
-"""The ``pivotrl`` command line (typer + rich). The contract is in the project's DESIGN.md."""
+"""The ``pivotrl`` command line (typer). Every command and option is documented in its ``--help``.
+
+Exit status: 0 when the command did what was asked; 1 when it ran and found problems in the data
+(``data validate``/``convert``) or the machinery failed (no Docker daemon, an image build); 2 for a
+mistake in the command or its input (an unknown option, name or id, a missing or empty input file,
+nothing usable in it, a bad config key). Mistakes get one line on stderr, never a traceback; a
+traceback means a bug in pivotrl.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(help="pivotrl: expert trajectories -> Gymnasium environments -> PivotRL post-training.",
-                  no_args_is_help=True, add_completion=False)
-envs_app = typer.Typer(help="Registered environments.", no_args_is_help=True)
-data_app = typer.Typer(help="Validate, convert, inspect and generate trajectory files.", no_args_is_help=True)
+try:  # recent typer carries its own copy of click; older releases use click itself
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as _click_errors
+
+console = Console()
+# soft_wrap: an error stays one line whatever the terminal's width (rich would break it at 80 columns)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The project's typed exceptions that mean "the input or the command is wrong" (exit 2).
+
+    Imported lazily (``pivotrl --help`` must not import torch) and only from modules that are cheap.
+    """
+    from agents.config import ConfigError
+    from agents.core import PolicySpecError
+    from agents.distributed import RayUnavailableError
+    from agents.profile import NoPivotsError
+    from pivot_envs.registration import UnknownEnvError
+    from pivot_envs.trajectory import TrajectoryError
+    from verifiers.core import VerifierError
+
+    errors: list[type[BaseException]] = [ConfigError, PolicySpecError, RayUnavailableError, NoPivotsError,
+                                         UnknownEnvError, TrajectoryError, VerifierError, FileNotFoundError,
+                                         IsADirectoryError]
+    if "agents.policies.vllm" in sys.modules:  # only where vLLM was asked for
+        errors.append(sys.modules["agents.policies.vllm"].VLLMUnavailableError)
+    return tuple(errors)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    """Print ``message`` as one line on stderr; return the exit to raise."""
+    err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(code)
+
+
+class _Commands(TyperGroup):
+    """The top-level group: one place that turns mistakes into a one-line error and an exit status.
+
+    Commands raise the project's typed errors; this maps them (and click's usage errors, which typer would
+    draw as a box) to one line on stderr. Anything else is a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, _click_errors.ClickException):
+            raise
+        except Exception as exc:
+            from sandboxes.errors import SandboxError
+
+            if isinstance(exc, _user_errors()):
+                raise _fail(_message(exc), 2) from exc
+            if isinstance(exc, SandboxError):  # the machinery, not the input: Docker down, a build failed
+                raise _fail(_message(exc), 1) from exc
+            raise
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _click_errors.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as usual
+                exc.show()
+            else:
+                hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+                message = exc.format_message().replace(": Value error, ", ": ")  # typer's pydantic-style prefix
+                err.print(f"[red]error:[/red] {escape(message)}{escape(hint)}")
+            rv = exc.exit_code
+        except _click_errors.ClickException as exc:
+            exc.show()
+            rv = exc.exit_code
+        except typer.Abort:
+            err.print("aborted")
+            rv = 1
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):  # KeyError's str() is the repr of its key
+        return str(exc.args[0]) if exc.args else type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in text:
+        text = f"{text}: {exc.filename}"
+    return text or type(exc).__name__
+
+
+# rich_markup_mode=None: plain help. Typer's rich help shows a "<bool>" type for every flag (--help
+# included) and reads "[ray]" in help text as markup; plain help has neither problem.
+_TYPER: dict[str, Any] = {"rich_markup_mode": None, "no_args_is_help": True}
+app = typer.Typer(cls=_Commands, help="pivotrl: expert trajectories -> Gymnasium environments -> PivotRL post-training.",
+                  add_completion=False, pretty_exceptions_show_locals=False, **_TYPER)
+envs_app = typer.Typer(help="Registered environments.", **_TYPER)
+data_app = typer.Typer(help="Validate, convert, inspect and generate trajectory files.", **_TYPER)
 app.add_typer(envs_app, name="envs")
 app.add_typer(data_app, name="data")
-sandbox_app = typer.Typer(help="Docker sandbox image and leftovers.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Docker sandbox image and leftovers.", **_TYPER)
 app.add_typer(sandbox_app, name="sandbox")
 eval_app = typer.Typer(help="Benchmark a policy on an env: per-turn accuracy and episode success.",
-                       invoke_without_command=True)
+                       invoke_without_command=True, rich_markup_mode=None)
 app.add_typer(eval_app, name="eval")
-console = Console()
-err = Console(stderr=True)
 
 
 @envs_app.command("list")
@@ -50,16 +153,24 @@ def envs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON ins
 @data_app.command("validate")
 def data_validate(path: Path = typer.Argument(..., help="A JSONL file of trajectory records."),
                   strict: bool = typer.Option(False, help="Stop at the first bad record.")) -> None:
-    """Check every record; report each problem with file, line and field. Exit 1 if any."""
+    """Check every record; report each problem with file, line and field.
+
+    Exit 1 if any record is invalid; 2 if the file is missing or holds no record at all.
+    """
     from pivot_envs.trajectory import TrajectoryError, load_trajectories
 
     try:
         result = load_trajectories(path, strict=strict)
-    except (TrajectoryError, FileNotFoundError) as exc:
-        err.print(f"[red]invalid:[/red] {exc}")
+    except TrajectoryError as exc:
+        if not exc.line:  # not a bad record but an unusable file (e.g. empty): a mistake, exit 2
+            raise
+        err.print(f"[red]invalid:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
+    if not result.trajectories and not result.errors:
+        raise TrajectoryError("no records: the file has no JSON object (one trajectory record per line "
+                              "is expected)", path=str(path))
     for e in result.errors:
-        err.print(f"[red]error[/red] {e}")
+        err.print(f"[red]error[/red] {escape(str(e))}")
     bad_lines = len({e.line for e in result.errors})
     console.print(f"{len(result)} valid record(s), {bad_lines} invalid line(s) in {path}")
     if result.errors:
@@ -77,11 +188,13 @@ def data_convert(in_path: Path = typer.Argument(..., help="Input JSONL."),
 
     try:
         report = convert_file(in_path, out_path, fmt, strict=strict)
-    except (TrajectoryError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except TrajectoryError as exc:  # --strict met a bad line: a finding about the data, exit 1
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
+    except ValueError as exc:  # an unknown --from format (the message lists the known ones)
+        raise _fail(str(exc), 2) from exc
     for e in report.errors:
-        err.print(f"[red]skipped[/red] {e}")
+        err.print(f"[red]skipped[/red] {escape(str(e))}")
     console.print(f"converted {report.converted} record(s) to {out_path}; {len(report.errors)} problem(s)")
     if report.errors:
         raise typer.Exit(1)
@@ -143,19 +256,28 @@ def data_candidates(path: Path = typer.Argument(..., help="A JSONL file of traje
     console.print(f"{len(cands)} candidate(s) written to {out}; dropped {dropped}")
 
 
+class GeneratedDomain(enum.StrEnum):
+    """The bundled domains that ship a programmatic expert (``pivot_envs/domains/<name>/expert.py``)."""
+
+    tool_use = "tool_use"
+    terminal = "terminal"
+
+
 @data_app.command("generate")
 def data_generate(out: Path = typer.Argument(..., help="Output JSONL."),
-                  domain: str = typer.Option("tool_use", help="Domain whose expert generates the data."),
+                  domain: GeneratedDomain = typer.Option(GeneratedDomain.tool_use,
+                                                         help="Bundled domain whose expert generates the data."),
                   n: int = typer.Option(200, "-n", "--n", min=1, help="Number of trajectories."),
                   seed: int = typer.Option(0, help="Random seed (same seed, same file).")) -> None:
-    """Generate expert trajectories with a domain's programmatic expert."""
-    if domain != "tool_use":
-        err.print(f"[red]error:[/red] no generator for domain {domain!r}; available: tool_use")
-        raise typer.Exit(1)
-    from pivot_envs.domains.tool_use.expert import generate_file
+    """Generate expert trajectories with a bundled domain's programmatic expert (tool_use or terminal).
 
-    count = generate_file(out, n, seed=seed)
-    console.print(f"wrote {count} trajectories to {out}")
+    Seed 0 reproduces the bundled data (200 tool-use, 60 terminal trajectories).
+    """
+    import importlib
+
+    expert = importlib.import_module(f"pivot_envs.domains.{domain.value}.expert")
+    count = expert.generate_file(out, n, seed=seed)
+    console.print(f"wrote {count} {domain.value} trajectories to {out}")
 
 
 @app.command("verify")
@@ -165,14 +287,24 @@ def verify_cmd(trajectories: Path = typer.Option(..., help="The trajectory recor
                verifier: str | None = typer.Option(None, help="Verifier name (default: each record's domain's).")) -> None:
     """Score candidate actions against the demonstrations; print counts by method and category."""
     from verifiers.batch import verify_file
-    from verifiers.core import VerifierError
 
-    try:
-        report = verify_file(trajectories, candidates, out, verifier, progress=True)
-    except (VerifierError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    report = verify_file(trajectories, candidates, out, verifier, progress=True)
     console.print_json(json.dumps(report["summary"]))
+    _fail_if_no_usable_rows(report["summary"], candidates)
+
+
+def _fail_if_no_usable_rows(summary: dict[str, Any], candidates: Path) -> None:
+    """Exit 2 when not one candidate row could be scored because of the rows themselves (not the machinery)."""
+    from verifiers.core import Category
+
+    malformed = sum(summary["by_category"].get(c, 0)
+                    for c in (Category.BAD_ROW, Category.UNKNOWN_TRAJECTORY, Category.TURN_OUT_OF_RANGE))
+    if summary["rows"] == 0:
+        raise _fail(f"{candidates}: no candidate rows (expected one JSON object per line: "
+                    '{"trajectory_id", "turn", "action"})', 2)
+    if malformed == summary["rows"]:
+        raise _fail(f"{candidates}: none of the {summary['rows']} candidate row(s) could be scored "
+                    f"({json.dumps(summary['by_category'])}); pass --out FILE to see each row's error", 2)
 
 
 @app.command("profile")
@@ -185,7 +317,7 @@ def profile_cmd(policy: str = typer.Option(..., help="Policy SPEC: replay, rando
                 lambda_diff: float = typer.Option(0.6, help="Pivot rule: var > 0 and mean < lambda_diff."),
                 seed: int = typer.Option(0, help="Sampling seed."),
                 ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS|auto",
-                                               help="Restore and verify states on Ray actors ([ray] extra).")) -> None:
+                                               help="Restore and verify states on Ray actors (needs the [ray] extra).")) -> None:
     """Sample K actions at every candidate state, score them, report the pivot yield (cached, resumable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -224,9 +356,10 @@ def _run_config(kind: str, config: Path | None, overrides: list[str]) -> None:
         from agents.e2e import train_e2e as run
     try:
         cfg = load_config(cls, config, overrides)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a cross-field rule of the dataclass's __post_init__: still the config's fault
+        raise ConfigError(f"config: {exc}") from exc
     summary = run(cfg, log=console.print)
     console.print_json(json.dumps(summary))
 
@@ -255,11 +388,17 @@ def e2e_cmd(config: Path | None = typer.Option(None, help="TOML or YAML config (
     _run_config("e2e", config, overrides)
 
 
+class EvalMode(enum.StrEnum):
+    turn = "turn"
+    episode = "episode"
+    both = "both"
+
+
 @eval_app.callback()
 def eval_cmd(ctx: typer.Context,
              policy: str | None = typer.Option(None, help="Policy SPEC: replay, random, hf:PATH, vllm:PATH, openai:URL#MODEL."),
              env: str | None = typer.Option(None, "--env", help="Env id or domain name, e.g. pivot/ToolUse-v0."),
-             mode: str = typer.Option("turn", help="turn (per-turn accuracy), episode (task success) or both."),
+             mode: EvalMode = typer.Option(EvalMode.turn, help="turn (per-turn accuracy), episode (task success) or both."),
              out: Path | None = typer.Option(None, help="Write report.json, report.md and report.png here."),
              trajectories: Path | None = typer.Option(None, help="Held-out JSONL records (default: the domain's bundled data)."),
              limit: int = typer.Option(0, min=0, help="Only the first N trajectories (0 = all)."),
@@ -276,32 +415,23 @@ def eval_cmd(ctx: typer.Context,
         raise typer.Exit(2)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from agents.core import PolicySpecError, make_policy
+    from agents.core import make_policy
     from agents.evaluate import run_eval
-    from pivot_envs.registration import UnknownEnvError, get_domain
+    from pivot_envs.registration import get_domain
     from pivot_envs.trajectory import load_trajectories
 
-    try:
-        domain = get_domain(env)
-    except UnknownEnvError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    domain = get_domain(env)
     if trajectories:
         loaded = load_trajectories(trajectories)
         for e in loaded.errors[:5]:
-            err.print(f"[yellow]skipped:[/yellow] {e}")
+            err.print(f"[yellow]skipped:[/yellow] {escape(str(e))}")
         records = loaded.trajectories
     else:
         records = domain.load()
     if not records:
-        err.print(f"[red]error:[/red] no usable trajectories in {trajectories or domain.env_id}")
-        raise typer.Exit(2)
+        raise _fail(f"no usable trajectories in {trajectories or domain.env_id}", 2)
     options = {"temperature": temperature, "max_new_tokens": max_new_tokens} if policy.startswith(("hf:", "vllm:", "openai:")) else {}
-    try:
-        pol = make_policy(policy, trajectories=records, seed=seed, **options)
-    except PolicySpecError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    pol = make_policy(policy, trajectories=records, seed=seed, **options)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as progress:
         current: dict[str, object] = {}
@@ -309,7 +439,7 @@ def eval_cmd(ctx: typer.Context,
         def on_start(what: str, total: int) -> None:
             current["task"] = progress.add_task(f"{pol.name}: {what}", total=total)
 
-        report = run_eval(pol, domain.env_id, mode=mode, trajectories=records, limit=limit, out_dir=out,
+        report = run_eval(pol, domain.env_id, mode=mode.value, trajectories=records, limit=limit, out_dir=out,
                           batch_size=batch_size, parallel=parallel, on_start=on_start,
                           on_progress=lambda n: progress.advance(current["task"], n))
     parts = []
@@ -326,11 +456,7 @@ def eval_compare(dirs: list[Path] = typer.Argument(..., help="Output directories
     """Put several evaluation runs side by side."""
     from agents.evaluate import compare
 
-    try:
-        rows = compare(dirs)
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    rows = compare(dirs)
     if as_json:
         console.print_json(json.dumps(rows))
         return
@@ -350,7 +476,8 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Tiny sizes: the whol
                                            help="Ablation: also train PivotRL on random turns instead of pivots."),
          exact_match_reward: bool = typer.Option(False, "--exact-match-reward",
                                                  help="Ablation: also train PivotRL with an exact-match reward."),
-         out: Path = typer.Option(Path("runs/demo"), help="Where the models and the report are written."),
+         out: Path | None = typer.Option(None, help="Where the models and the report are written "
+                                         "(default runs/demo, or runs/demo-quick with --quick)."),
          cache_dir: Path | None = typer.Option(None, help="Base-model cache (default ~/.cache/pivotrl/demo)."),
          rebuild_base: bool = typer.Option(False, "--rebuild-base",
                                            help="Train the base model here instead of using the built-in one."),
@@ -358,22 +485,30 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Tiny sizes: the whol
     """Base vs SFT vs PivotRL vs end-to-end RL on the bundled data, on CPU; writes OUT/report.md."""
     from agents.demo import run_demo
 
+    out = out or Path("runs/demo-quick" if quick else "runs/demo")
     run_demo(out, quick=quick, random_turns=random_turns, exact_match_reward=exact_match_reward, seed=seed,
              cache_dir=cache_dir, rebuild_base=rebuild_base, console=console)
 
 
 @app.command("bench")
-def bench(out: Path | None = typer.Option(None, "--out", help="Also write the JSON here."),
+def bench(out: Path | None = typer.Option(None, "--out", help="Also write the figures as JSON here."),
+          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
           repeats: int = typer.Option(20, min=1, help="Repetitions per measurement (median is reported).")) -> None:
-    """Measure performance figures and print them as JSON."""
-    from agents.bench import run_all
+    """Measure reset and fork latencies; print them as tables (or JSON)."""
+    from agents.bench import run_all, tables
 
     result = run_all(repeats=repeats)
     text = json.dumps(result, indent=2)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    if as_json:
+        print(text)
+        return
+    for table in tables(result):
+        console.print(table)
+    if out:
+        console.print(f"JSON: {out}")
 
 
 @sandbox_app.command("build-image")
@@ -384,15 +519,9 @@ def sandbox_build_image(
     network: str = typer.Option("host", help="Network of the build containers: host or bridge."),
 ) -> None:
     """Build the Docker sandbox image (a no-op when it is up to date) and print its tag."""
-    from sandboxes.errors import SandboxError
     from sandboxes.images import ensure_image
 
-    try:
-        tag = ensure_image(from_registry=from_registry, force=force, mirror=mirror, network_mode=network)
-    except SandboxError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    print(tag)
+    print(ensure_image(from_registry=from_registry, force=force, mirror=mirror, network_mode=network))
 
 
 @sandbox_app.command("reap")
@@ -403,14 +532,9 @@ def sandbox_reap(
 ) -> None:
     """Remove containers and snapshot images that dead pivotrl processes left behind; print a JSON report."""
     from sandboxes.docker import reap
-    from sandboxes.errors import SandboxError
 
     budget = None if max_snapshot_gb is None else int(max_snapshot_gb * 1024**3)
-    try:
-        report = reap(all_sessions=all_sessions, max_snapshot_bytes=budget, session=session)
-    except SandboxError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
+    report = reap(all_sessions=all_sessions, max_snapshot_bytes=budget, session=session)
     print(json.dumps(report.to_dict(), indent=2))
 
 

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from agents.distributed import StatePool, VerifyRequest, make_verifier_pool
-from agents.profile import FilterConfig, ProfileConfig, profile, select_pivots, write_report
+from agents.profile import FilterConfig, NoPivotsError, ProfileConfig, profile, select_pivots, write_report
 from pivot_envs.actions import Action
 from pivot_envs.core import TrajectoryEnv
 from pivot_envs.trajectory import Candidate
@@ -422,7 +422,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         log(f"profiled {s['states']} states: zero-variance {s['zero_variance_share']:.1%}, "
             f"{len(pivots)} pivots ({s['pivot_yield']:.1%} yield), report in {info['directory']}")
     if not pivots:
-        raise RuntimeError("no pivots: every profiled state had zero reward variance. Check the verifier "
+        raise NoPivotsError("no pivots: every profiled state had zero reward variance. Check the verifier "
                            "(profile report) or raise temperature / profile_k; random_turns=true trains anyway.")
     if accel is not None:
         model, optimizer = accel.prepare(model, optimizer)  # DDP across ranks; after the optimizer state loaded

@@ -227,6 +227,13 @@ def _batches_covered(batches: list[list[Candidate]], rows_done: int) -> int:
 # The filter
 
 
+class NoPivotsError(RuntimeError):
+    """Profiling kept no pivot: every state's K rewards were all equal (or none passed the filter).
+
+    A property of the data, the policy and the verifier together, not a crash: the CLI reports it in one line.
+    """
+
+
 @dataclass(frozen=True)
 class FilterConfig:
     """Which profiled states become pivots.

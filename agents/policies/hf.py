@@ -27,9 +27,10 @@ calls differ. Samples depend on the batch layout (``batch_size``) as well as the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,24 @@ from transformers import LogitsProcessor
 
 from agents.chat import end_of_turn_ids, prompt_ids
 from agents.core import Policy, Sample
+
+
+@contextlib.contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """Hide transformers' "Loading weights" tqdm bars while a checkpoint loads.
+
+    They would interleave with the CLI's own progress display (eval, train, the demo) and say nothing the
+    caller needs; the previous setting is restored, so a user's own ``enable_progress_bar`` still holds.
+    """
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 class PromptTooLongError(ValueError):
@@ -169,8 +188,9 @@ class HFPolicy(Policy):
         if dtype is None:
             dtype = torch.float32 if device.type == "cpu" else "auto"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
-            model = AutoModelForCausalLM.from_pretrained(str(path_or_id), dtype=dtype)
+            with _no_loading_bars():
+                tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
+                model = AutoModelForCausalLM.from_pretrained(str(path_or_id), dtype=dtype)
         except OSError as exc:
             raise OSError(
                 f"could not load model {str(path_or_id)!r}: {exc}. Pass a local checkpoint directory (e.g. one "

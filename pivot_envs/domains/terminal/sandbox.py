@@ -95,10 +95,18 @@ def docker_problem() -> str | None:
 
 
 def _warn_once(problem: str) -> None:
+    """One short line per process. The SDK's nested reasons (``docker_problem`` quotes them, and
+    ``DockerUnavailableError`` quotes them again) go to debug level only."""
     global _warned
     if not _warned:
         _warned = True
-        logger.warning("Docker unavailable: %s; using the local sandbox, which is not a security boundary", problem)
+        reason = problem
+        for prefix, short in (("no Docker daemon reachable", "no Docker daemon reachable"),
+                              ("sandboxes.docker does not import", "the docker package does not import")):
+            if problem.startswith(prefix):
+                reason = short
+        logger.warning("Docker unavailable: %s; using the local sandbox, which is not a security boundary", reason)
+        logger.debug("Docker unavailable: %s", problem)
 
 
 def _docker_sandbox(env: dict[str, Any]) -> Sandbox:
