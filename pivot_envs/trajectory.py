@@ -8,29 +8,56 @@ A record is one JSON object per line (format in the project's DESIGN.md)::
 Turn ``k`` is the k-th assistant message of ``messages`` (0-based) everywhere in the project.
 
 Loading never stops on one bad line unless ``strict=True``: every problem is reported as a
-:class:`RecordError` naming the file, the line and the field.
+:class:`RecordError` naming the file, the line and the field, and no file content produces a bare
+traceback. What the reader (:func:`read_jsonl`) reports:
+
+- a line that is not UTF-8 (the byte and its column), a UTF-16/UTF-32 file (one error for the file, with
+  the ``iconv`` command that fixes it); a UTF-8 byte-order mark is accepted and skipped;
+- invalid JSON with the column within that line; a line that ends before its record does says it looks
+  cut off, and a record pretty-printed over several lines gets one error naming the lines it spans and
+  saying that each record must be one line (JSON Lines);
+- JSON nested deeper than :data:`MAX_RECORD_DEPTH`, integers past Python's int-string conversion limit,
+  strings that cannot be encoded as UTF-8, lines longer than :data:`MAX_LINE_BYTES`;
+- a file with no record at all (empty, or blank lines only) is a file-level problem (line 0, field
+  ``<file>``), so ``pivotrl data validate`` fails on it. Blank lines elsewhere are skipped.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Iterable, Iterator
+import re
+import sys
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pivot_envs.actions import Action, ToolCall
+from pivot_envs.actions import Action, ToolCall, json_problem
 
 ROLES = ("system", "user", "assistant", "tool")
 SANDBOXES = ("none", "inprocess", "local", "docker")
+
+#: Deepest nesting of arrays/objects accepted in a record (a record nests tool-call arguments about five
+#: levels down, so this leaves room for :data:`pivot_envs.actions.MAX_JSON_DEPTH` inside). Deeper input
+#: would hit Python's recursion limit in the converters, digests and verifiers.
+MAX_RECORD_DEPTH = 100
+
+#: Longest line (bytes) the reader decodes; a longer one is reported and skipped without holding it whole.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+#: The ``field`` of problems that concern the whole file (encoding, no records) rather than one record.
+FILE_FIELD = "<file>"
+#: The ``field`` of problems that stop a line from being decoded at all (bytes, JSON syntax).
+LINE_FIELD = "<line>"
 
 
 class TrajectoryError(ValueError):
     """A record is malformed. Carries ``path``, ``line`` and ``field`` as attributes."""
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None):
-        where = ":".join(str(p) for p in (path, line) if p is not None)
+        # line 0 means the whole file (an empty file, a UTF-16 file): no line number is printed
+        where = ":".join(str(p) for p in (path, line or None) if p is not None)
         prefix = f"{where}: " if where else ""
         loc = f"field '{field}': " if field else ""
         super().__init__(f"{prefix}{loc}{message}")
@@ -39,7 +66,11 @@ class TrajectoryError(ValueError):
 
 @dataclass(frozen=True)
 class RecordError:
-    """One problem found while loading: where it is and what is wrong."""
+    """One problem found while loading: where it is and what is wrong.
+
+    ``line`` is 1-based; 0 (with ``field == "<file>"``) marks a problem of the whole file, such as a
+    file with no records.
+    """
 
     path: str
     line: int
@@ -47,6 +78,8 @@ class RecordError:
     message: str
 
     def __str__(self) -> str:
+        if self.line < 1:
+            return f"{self.path}: {self.message}"
         return f"{self.path}:{self.line}: field '{self.field}': {self.message}"
 
 
@@ -258,17 +291,215 @@ class LoadResult:
     def by_id(self) -> dict[str, Trajectory]:
         return {t.id: t for t in self.trajectories}
 
+    @property
+    def invalid_lines(self) -> int:
+        """How many distinct lines had a problem (file-level problems, line 0, are not lines)."""
+        return len({e.line for e in self.errors if e.line > 0})
+
+    @property
+    def file_errors(self) -> list[RecordError]:
+        """Problems of the whole file (no records, wrong encoding): the file as a whole is unusable."""
+        return [e for e in self.errors if e.field == FILE_FIELD]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading JSON Lines
+
+
+@dataclass(frozen=True)
+class JsonLine:
+    """One item of :func:`read_jsonl`: a decoded value, or an error with the field it concerns."""
+
+    line: int
+    value: Any = None
+    error: str | None = None
+    field: str = LINE_FIELD
+
+
+_ONE_LINE_HINT = "each record must be one line (JSON Lines); re-save with one compact record per line, e.g. `jq -c . IN > OUT.jsonl`"
+_MULTILINE_MAX_LINES = 2000
+_MULTILINE_MAX_CHARS = 4 * 1024 * 1024
+_DIGITS_RE = re.compile(r"\d+")
+
+
+def read_jsonl(path: str | Path) -> Iterator[JsonLine]:
+    """Decode a JSON Lines file, one :class:`JsonLine` per non-blank line; never raises on file content.
+
+    Problems come back as items with ``error`` set (see the module docstring for what is reported);
+    ``line`` is 1-based, or 0 for a problem of the whole file. ``OSError`` (no file, no permission) is
+    still raised: it is not about the content.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+        encoding = _foreign_encoding(head)
+        if encoding is not None:
+            yield JsonLine(1, error=f"the file is {encoding}; JSON Lines files must be UTF-8. Convert it, e.g. "
+                                    f"`iconv -f {encoding.split()[0]} -t UTF-8 IN > OUT`", field=FILE_FIELD)
+            return
+        fh.seek(3 if head.startswith(b"\xef\xbb\xbf") else 0)  # a UTF-8 BOM (Windows editors) is harmless
+        yield from _decode_lines(_text_lines(fh))
+
+
+def _foreign_encoding(head: bytes) -> str | None:
+    """``"UTF-16 LE ..."`` etc. when the first bytes show a UTF-16/32 file (with or without a BOM), else None."""
+    for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+                      (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE")):
+        if head.startswith(bom):
+            return f"{name} (it starts with a byte-order mark)"
+    pairs = len(head) // 2
+    if pairs and head.count(0) * 4 >= len(head):  # JSON text is mostly ASCII: every other byte NUL is UTF-16
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if odd >= 0.4 * pairs and even < 0.1 * pairs:
+            return "UTF-16LE (no byte-order mark; every other byte is NUL)"
+        if even >= 0.4 * pairs and odd < 0.1 * pairs:
+            return "UTF-16BE (no byte-order mark; every other byte is NUL)"
+    return None
+
+
+# (line number, text or None, ends with a newline, error or None)
+_TextLine = tuple[int, str | None, bool, str | None]
+
+
+def _text_lines(fh: Any) -> Iterator[_TextLine]:
+    """Lines split on ``\\n`` only (not on the other characters ``str.splitlines`` breaks at), decoded as UTF-8."""
+    lineno = 0
+    while raw := fh.readline(MAX_LINE_BYTES + 1):
+        lineno += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            total = len(raw)
+            while chunk := fh.readline(1 << 20):  # skip the rest of the line without holding it
+                total += len(chunk)
+                if chunk.endswith(b"\n"):
+                    break
+            yield lineno, None, True, (f"the line is {total} bytes long; the limit is {MAX_LINE_BYTES} "
+                                       "(pivot_envs.trajectory.MAX_LINE_BYTES)")
+            continue
+        terminated = raw.endswith(b"\n")
+        raw = raw[:-1] if terminated else raw
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            yield lineno, raw.decode("utf-8"), terminated, None
+        except UnicodeDecodeError as exc:
+            column = len(raw[: exc.start].decode("utf-8", "replace")) + 1
+            yield lineno, None, terminated, (
+                f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {column}; JSON Lines files must be UTF-8 "
+                "(saved as Latin-1 or Windows-1252? convert it, e.g. `iconv -f WINDOWS-1252 -t UTF-8 IN > OUT`)")
+
+
+def _decode_lines(lines: Iterator[_TextLine]) -> Iterator[JsonLine]:
+    pushed: deque[_TextLine] = deque()
+
+    def take() -> _TextLine | None:
+        return pushed.popleft() if pushed else next(lines, None)
+
+    records = blank = 0
+    no_lookahead_until = 0  # lines already tried as part of a multi-line record are not tried again
+    while (item := take()) is not None:
+        lineno, text, terminated, error = item
+        if error is not None:
+            records += 1
+            yield JsonLine(lineno, error=error)
+            continue
+        assert text is not None
+        if not text.strip():
+            blank += 1
+            continue
+        records += 1
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            # the value runs past the end of the line (an open string is reported at its start)
+            ends_early = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+            if ends_early and lineno > no_lookahead_until:
+                last, taken = _multiline_record(text, take)
+                if last is not None:
+                    records += last - lineno
+                    pushed.extendleft(reversed([t for t in taken if t[0] > last]))
+                    yield JsonLine(lineno, error=f"one record spans lines {lineno}-{last} (pretty-printed JSON?): "
+                                                 + _ONE_LINE_HINT)
+                    continue
+                pushed.extendleft(reversed(taken))
+                no_lookahead_until = taken[-1][0] if taken else lineno
+            yield JsonLine(lineno, error=_json_error(exc, text, ends_early, terminated))
+            continue
+        except RecursionError:  # json's C parser guards its recursion, so this is clean
+            yield JsonLine(lineno, error=f"invalid JSON: nested deeper than {MAX_RECORD_DEPTH} levels of arrays/objects")
+            continue
+        except ValueError as exc:  # Python's int-string conversion limit
+            yield JsonLine(lineno, error=_number_error(exc, text))
+            continue
+        except MemoryError:
+            yield JsonLine(lineno, error=f"the line ({len(text)} characters) is too large to decode in memory")
+            continue
+        problem = json_problem(value, max_depth=MAX_RECORD_DEPTH)
+        if problem is not None:
+            where, reason = problem
+            yield JsonLine(lineno, error=reason, field=(where[:120] or LINE_FIELD))
+            continue
+        yield JsonLine(lineno, value=value)
+    if records == 0:
+        what = "the file is empty" if blank == 0 else f"the file has only {blank} blank line(s)"
+        yield JsonLine(0, error=f"no records: {what}; expected one JSON object per line", field=FILE_FIELD)
+
+
+def _multiline_record(first: str, take: Callable[[], _TextLine | None]) -> tuple[int | None, list[_TextLine]]:
+    """Does a record start on this line and end on a later one? ``(last line or None, lines taken)``.
+
+    Joins the following lines until they parse as one JSON value; stops at a real syntax error, an
+    undecodable line, or :data:`_MULTILINE_MAX_LINES` / :data:`_MULTILINE_MAX_CHARS`. Parsing is tried
+    only where a line ends with a closing bracket, so the cost stays near linear in the lines looked at.
+    """
+    parts, size, taken = [first], len(first), []
+    while len(taken) < _MULTILINE_MAX_LINES and size < _MULTILINE_MAX_CHARS:
+        item = take()
+        if item is None:
+            break
+        taken.append(item)
+        text = item[1]
+        if text is None:
+            break
+        parts.append(text)
+        size += len(text) + 1
+        if not text.rstrip().endswith(("}", "]")):
+            continue
+        joined = "\n".join(parts)
+        try:
+            json.loads(joined)
+        except json.JSONDecodeError as exc:
+            if exc.pos < len(joined.rstrip()):
+                break  # a real error, not just "more to come"
+            continue
+        except (RecursionError, ValueError, MemoryError):
+            break
+        return item[0], taken
+    return None, taken
+
+
+def _json_error(exc: json.JSONDecodeError, text: str, ends_early: bool, terminated: bool) -> str:
+    column = exc.pos + 1  # within this line (json counts lines itself only when given several)
+    if not ends_early:
+        hint = f"; {_ONE_LINE_HINT}" if exc.msg == "Extra data" else ""
+        return f"invalid JSON: {exc.msg} at column {column}{hint}"
+    where = ("the file ends in the middle of this record (cut off while it was written?)" if not terminated
+             else "the line ends before its record does (cut off, or a record spread over several lines? "
+             + _ONE_LINE_HINT + ")")
+    return f"invalid JSON: {exc.msg} at column {column}: {where}"
+
+
+def _number_error(exc: ValueError, text: str) -> str:
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if "digits" not in str(exc):
+        return f"invalid JSON: {exc}"
+    column = next((m.start() + 1 for m in _DIGITS_RE.finditer(text) if len(m.group()) > limit), None)
+    at = f" at column {column}" if column else ""
+    return (f"a number{at} has more than {limit} digits (Python's int-string conversion limit); "
+            "write such values as strings")
+
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield ``(line_number, decoded_object, error)`` for each non-blank line (1-based line numbers)."""
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line), None
-            except json.JSONDecodeError as exc:
-                yield lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}"
+    """Yield ``(line_number, decoded_object, error)`` per non-blank line (see :func:`read_jsonl`)."""
+    for item in read_jsonl(path):
+        yield item.line, item.value, item.error
 
 
 def load_trajectories(path: str | Path, *, strict: bool = False) -> LoadResult:
@@ -294,9 +525,10 @@ def load_trajectories(path: str | Path, *, strict: bool = False) -> LoadResult:
             raise TrajectoryError(msg, path=path, line=lineno, field=fld)
         errors.append(RecordError(path, lineno, fld, msg))
 
-    for lineno, obj, json_error in iter_jsonl(path):
-        if json_error:
-            bad(lineno, "<line>", json_error)
+    for item in read_jsonl(path):
+        lineno, obj = item.line, item.value
+        if item.error is not None:
+            bad(lineno, item.field, item.error)
             continue
         problems = validate_record(obj)
         if problems:
@@ -370,7 +602,7 @@ def is_error_output(text: str) -> bool:
         return True
     try:
         obj = json.loads(t)
-    except (json.JSONDecodeError, ValueError):
+    except (ValueError, RecursionError, MemoryError):  # any output that is not sane JSON is not an error object
         return False
     return isinstance(obj, dict) and "error" in obj and len(obj) <= 2
 
