@@ -12,6 +12,18 @@ A stage looks at the expected and the candidate action (and the state, through t
 When no stage decides, the last tentative verdict is the answer. A verdict that overrules a tentative
 one names it in ``details["overrules"]`` so audits can count how often execution disagreed with rules.
 
+The invariant, enforced here for every cascade: **no later stage overrules an earlier certain verdict**
+(a certain verdict is a decisive one, so the cascade has already stopped), and **the judge never
+overrules an acceptance** by exact match, rules or execution, tentative or not: a judge verdict that
+would turn such an acceptance into a rejection is dropped and ``details["judge_ignored"]`` records it.
+(A judge decides what rules and execution left open: uncertain or tentative rejections, messages.)
+A tentative rule verdict marked uncertain (:attr:`~verifiers.core.Verdict.uncertain`) is a rejection
+until a later stage says otherwise.
+
+A degenerate candidate (1,500-deep nesting, a 5,000-digit number, undecodable text) that makes a stage
+raise one of :data:`~verifiers.core.DEGENERATE_ERRORS` ends the cascade with a zero-reward
+``DEGENERATE`` error verdict naming the stage: one such sample never crashes a profiling or training run.
+
 Work shared by the samples of one state lives in a per-state memo dict: :meth:`Cascade.verify_batch`
 hands the same memo to every candidate, so the expected action is executed once per state (not once per
 sample), and candidates that are identical as text are judged once. ``memo["candidate"]`` is a
@@ -37,7 +49,7 @@ from typing import Any, ClassVar
 
 from pivot_envs.actions import Action
 from sandboxes.errors import SandboxError
-from verifiers.core import Category, Verdict, Verifier, VerifyContext
+from verifiers.core import DEGENERATE_ERRORS, Category, Verdict, Verifier, VerifyContext
 
 #: Per-state scratch space shared by the candidates of one state (see :meth:`Cascade.verify_batch`).
 Memo = dict[str, Any]
@@ -140,7 +152,10 @@ class Cascade(Verifier):
         seen: dict[Hashable, Verdict] = {}
         out = []
         for candidate in candidates:
-            key = self.dedupe_key(candidate) if self.dedupe_key else None
+            try:
+                key = self.dedupe_key(candidate) if self.dedupe_key else None
+            except DEGENERATE_ERRORS:
+                key = None  # no key for a candidate too deep to repr; run() gives it its verdict
             if key is not None and key in seen:
                 out.append(seen[key])
                 continue
@@ -161,9 +176,14 @@ class Cascade(Verifier):
             except SandboxError as exc:
                 notes["execution_error"] = f"{stage.name}: {type(exc).__name__}: {exc}"
                 continue
+            except DEGENERATE_ERRORS as exc:
+                return _with(Verdict.degenerate(f"stage {stage.name!r}", exc), notes)
             if step is None:
                 continue
             verdict = step.verdict
+            if verdict.method == "judge" and prior is not None and prior.equivalent and not verdict.equivalent:
+                notes["judge_ignored"] = verdict.category  # the judge never overrules an acceptance
+                continue
             if prior is not None and step.final and (prior.equivalent != verdict.equivalent):
                 notes["overrules"] = prior.category
             if step.final:

@@ -70,6 +70,9 @@ class Category:
     JUDGE_NO = "JUDGE_NO"
     JUDGE_UNPARSABLE = "JUDGE_UNPARSABLE"  # no single [[A=B]] / [[A!=B]] label in the judge's answer
     JUDGE_SWAP_DISAGREES = "JUDGE_SWAP_DISAGREES"  # equivalent in one order, not in the swapped one
+    JUDGE_INJECTION = "JUDGE_INJECTION"  # the candidate carries a judge label or orders the judge about
+    # a candidate no stage could take apart (nesting too deep, a number too long, undecodable text)
+    DEGENERATE = "DEGENERATE"
     # baselines
     NOT_EXACT = "NOT_EXACT"  # the exact-match baseline's only failure code
     # rows of a candidates file that could not be scored (``pivotrl verify``)
@@ -81,6 +84,12 @@ class Category:
 
 class VerifierError(Exception):
     """A verifier is misconfigured or unknown (never raised for bad model output)."""
+
+
+#: What a degenerate candidate (1,500-deep nesting, a 5,000-digit integer, lone surrogates) makes Python
+#: raise inside a comparison. Verifiers turn these into :meth:`Verdict.degenerate`, never a crash.
+DEGENERATE_ERRORS: tuple[type[BaseException], ...] = (RecursionError, ValueError, OverflowError, MemoryError,
+                                                      UnicodeError)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,18 @@ class Verdict:
     def error(cls, category: str, reason: str, **details: Any) -> Verdict:
         """A zero reward for a candidate that could not be judged (malformed output)."""
         return cls(0.0, False, "error", category, {"reason": reason, **details})
+
+    @classmethod
+    def degenerate(cls, where: str, exc: BaseException) -> Verdict:
+        """The zero reward for a candidate that made a comparison raise (see :data:`DEGENERATE_ERRORS`)."""
+        return cls.error(Category.DEGENERATE, f"{where}: {type(exc).__name__}: {str(exc)[:200]}",
+                         error=type(exc).__name__)
+
+    @property
+    def uncertain(self) -> bool:
+        """True when the deciding rule was unsure (``details["uncertain"]`` says why): the score is 0 but a
+        later stage (execution, the judge) may decide. A verdict without the marker is the stage's own."""
+        return bool(self.details.get("uncertain"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"score": self.score, "equivalent": self.equivalent, "method": self.method,

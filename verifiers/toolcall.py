@@ -15,22 +15,61 @@ Decides at the rule level, without executing anything:
    named in ``unordered_params``.
 5. Messages: the candidate must cover the demonstration's words (Dice overlap of normalised tokens at
    least ``message_threshold``). Never "any text gets reward 1": that rule is exploitable.
+
+Schemas are read the way people write them (:mod:`verifiers.values`): a default stated only in the
+description ("Defaults to 10.") counts; ``"5"``, ``5`` and ``5.0`` are one number where the schema says
+number; ``"true"`` is ``true`` where it says boolean; dates and times in common formats are compared as
+ISO values; enum values, emails and ids/codes compare case-insensitively (passwords, paths and free text
+never); lists are sets where the schema says ``uniqueItems``, the description says "in any order", or the
+verifier was told (``unordered_params``). Every relaxation an acceptance used is named in
+``details["relaxations"]`` (``["default_from_description:limit", "case_folded:status"]``), and
+``details["certain"]`` says whether all of them are certain (see :func:`verifiers.values.is_certain`).
+
+Three outcomes: accept; reject; and **uncertain** (a reject, score 0, with ``details["uncertain"]``
+saying why: free text of moderate word overlap, a possible alias such as ``"NYC"`` / ``"New York City"``,
+an ambiguous date such as ``03/05/2024``). Rules never accept what they are unsure of; in a cascade the
+uncertain verdict is tentative and execution, then the judge, decide (:attr:`Verdict.uncertain`).
+
+>>> from pivot_envs.actions import Action
+>>> tools = [{"type": "function", "function": {"name": "forecast", "parameters": {"type": "object",
+...     "properties": {"city": {"type": "string"}, "days": {"type": "integer",
+...     "description": "Number of days (optional, default 3)."}}, "required": ["city"]}}}]
+>>> gold = Action.parse('<tool_call>{"name": "forecast", "arguments": {"city": "Oslo"}}</tool_call>')
+>>> v = ToolCallRules().verify(gold, Action.parse(
+...     '<tool_call>{"name": "forecast", "arguments": {"city": "Oslo", "days": "3"}}</tool_call>'),
+...     VerifyContext(tools=tools))
+>>> v.equivalent, v.details["relaxations"]
+(True, ['default_from_description:days', 'number_from_string:days'])
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pivot_envs.actions import Action, ToolCall
-from verifiers.core import Category, Verdict, Verifier, VerifyContext
+from verifiers.core import DEGENERATE_ERRORS, Category, Verdict, Verifier, VerifyContext
+from verifiers.values import (
+    DIFFERENT,
+    SAME,
+    UNSURE,
+    ParamSpec,
+    coercible,
+    compare,
+    dice,
+    fill_defaults,
+    is_certain,
+    json_type,
+    param_spec,
+    tokens,
+    tool_spec,
+)
 
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.'@-][a-z0-9]+)*")
-
+__all__ = ["CallMatch", "ToolCallRules", "canonical_call", "canonical_tool_name", "dice", "max_matching", "tokens",
+           "values_equal", "with_defaults"]
 
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NAMESPACES = ("functions.", "function.", "tools.", "tool.")
@@ -93,72 +132,23 @@ def max_matching(n_left: int, n_right: int, edge: Callable[[int, int], bool]) ->
     return {i: j for j, i in owner.items()}
 
 
-def tokens(text: str) -> list[str]:
-    return _TOKEN_RE.findall(text.lower())
-
-
-def dice(a: str, b: str) -> float:
-    """Dice coefficient of the token multisets of two texts (1.0 for two empty texts)."""
-    ta, tb = tokens(a), tokens(b)
-    if not ta and not tb:
-        return 1.0
-    common = 0
-    pool = list(tb)
-    for t in ta:
-        if t in pool:
-            pool.remove(t)
-            common += 1
-    return 2 * common / (len(ta) + len(tb))
-
-
 def values_equal(a: Any, b: Any, schema: dict[str, Any] | None = None, *, text_threshold: float = 0.8,
                  rel_tol: float = 1e-6) -> bool:
-    """Type-aware equality of two JSON values, guided by the JSON schema of the parameter when known.
+    """Whether two JSON values of a parameter with JSON schema ``schema`` surely or likely mean the same
+    (:func:`verifiers.values.compare` answers SAME). ``2 == 2.0``; ``"Pending"`` equals ``"pending"`` where
+    the schema has an enum; lists compare as multisets where the schema says ``uniqueItems``.
 
-    * numbers: ints and floats compare numerically within ``rel_tol`` (``2 == 2.0``); bools are not numbers;
-    * strings: equal after stripping and collapsing whitespace; ``format: email`` is case-insensitive;
-      free text (four words or more, no ``enum``) by token Dice overlap >= ``text_threshold``;
-    * lists: element-wise, or as a multiset when the schema says ``uniqueItems``;
-    * objects: same keys, values compared recursively with the property schemas.
+    >>> values_equal(["b", "a"], ["a", "b"], {"type": "array", "uniqueItems": True})
+    True
     """
-    schema = schema or {}
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=rel_tol, abs_tol=rel_tol)
-    if isinstance(a, str) and isinstance(b, str):
-        sa, sb = " ".join(a.split()), " ".join(b.split())
-        if sa == sb:
-            return True
-        if schema.get("format") == "email":
-            return sa.lower() == sb.lower()
-        if "enum" not in schema and max(len(sa.split()), len(sb.split())) >= 4:
-            return dice(sa, sb) >= text_threshold
-        return False
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return False
-        item_schema = schema.get("items") if isinstance(schema.get("items"), dict) else None
-        if schema.get("uniqueItems"):
-            pool = list(b)
-            for x in a:
-                match = next((i for i, y in enumerate(pool) if values_equal(x, y, item_schema)), None)
-                if match is None:
-                    return False
-                pool.pop(match)
-            return True
-        return all(values_equal(x, y, item_schema) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return False
-        props = schema.get("properties") or {}
-        return all(values_equal(a[k], b[k], props.get(k)) for k in a)
-    return a == b
+    return compare(a, b, param_spec("value", schema), "value", [], text_threshold=text_threshold,
+                   rel_tol=rel_tol) == SAME
 
 
 def with_defaults(arguments: dict[str, Any], schema: dict[str, Any] | None) -> dict[str, Any]:
-    """Fill omitted optional parameters with their schema ``default`` (and drop explicit nulls of
-    optional parameters without one), so "omitted" and "given as the default" compare equal."""
+    """Fill omitted optional parameters with their schema ``default`` key (and drop explicit nulls of
+    optional parameters without one), so "omitted" and "given as the default" compare equal. Defaults
+    stated only in descriptions are left to the rules (:class:`ToolCallRules`), which name them."""
     if not schema:
         return dict(arguments)
     out = dict(arguments)
@@ -179,6 +169,7 @@ def with_defaults(arguments: dict[str, Any], schema: dict[str, Any] | None) -> d
 DECISIVE_REJECTIONS = frozenset({
     Category.BAD_FORMAT, Category.BAD_JSON, Category.EMPTY, Category.WRONG_KIND, Category.CALL_COUNT,
     Category.WRONG_TOOL, Category.UNKNOWN_TOOL, Category.ARG_MISSING, Category.ARG_EXTRA, Category.ARG_TYPE,
+    Category.DEGENERATE,
 })
 
 
@@ -202,30 +193,49 @@ class CallMatch:
         return (not self.verdict.equivalent and self.verdict.category in DECISIVE_REJECTIONS
                 and not self.verdict.details.get("optional"))
 
+    @property
+    def certain(self) -> bool:
+        """True for a decisive rejection, or an acceptance whose relaxations are all certain (a schema
+        default, ``5`` vs ``5.0``, a ``uniqueItems`` list reordered): nothing a later stage could refute."""
+        return self.decisive or (self.verdict.equivalent and bool(self.verdict.details.get("certain", True)))
+
 
 class ToolCallRules(Verifier):
     """Rule-level functional equivalence of tool calls and messages (see the module docstring).
 
     Args:
-        text_threshold: Dice overlap needed for free-text argument values.
+        text_threshold: Dice overlap at which a free-text argument (four words or more) is accepted.
+        unsure_threshold: Dice overlap from which a free-text difference is uncertain rather than rejected.
         message_threshold: Dice overlap needed between the candidate's and the demonstration's message.
-        unordered_params: Parameter names whose list values compare as multisets whatever the schema says.
+        unordered_params: Parameter names whose list values compare as sets whatever the schema says (the
+            domain knows that order does not matter there).
         aliases: Explicit tool-name aliases (``{"lookup_order": "get_order_details"}``).
     """
 
     name = "toolcall"
 
     def __init__(self, text_threshold: float = 0.8, message_threshold: float = 0.5,
-                 unordered_params: Iterable[str] = (), aliases: Mapping[str, str] | None = None):
+                 unordered_params: Iterable[str] = (), aliases: Mapping[str, str] | None = None,
+                 unsure_threshold: float = 0.5):
         if not 0 < text_threshold <= 1 or not 0 < message_threshold <= 1:
-            raise ValueError("thresholds must be in (0, 1]")
+            raise ValueError(f"thresholds must be in (0, 1], got text_threshold={text_threshold}, "
+                             f"message_threshold={message_threshold}")
+        if not 0 < unsure_threshold <= text_threshold:
+            raise ValueError(f"unsure_threshold must be in (0, text_threshold={text_threshold}], "
+                             f"got {unsure_threshold}")
         self.text_threshold = text_threshold
+        self.unsure_threshold = unsure_threshold
         self.message_threshold = message_threshold
         self.unordered_params = frozenset(unordered_params)
         self.aliases = dict(aliases or {})
 
     def verify(self, expected: Action, candidate: Action, context: VerifyContext | None = None) -> Verdict:
-        ctx = context or VerifyContext()
+        try:
+            return self._verify(expected, candidate, context or VerifyContext())
+        except DEGENERATE_ERRORS as exc:  # 1,500-deep nesting, a 5,000-digit number: data, not a crash
+            return Verdict.degenerate("toolcall rules", exc)
+
+    def _verify(self, expected: Action, candidate: Action, ctx: VerifyContext) -> Verdict:
         if candidate.parse_error:
             return Verdict.error(Category.BAD_FORMAT, candidate.parse_error)
         bad = next((c for c in candidate.tool_calls if c.error), None)
@@ -265,7 +275,9 @@ class ToolCallRules(Verifier):
 
         full = max_matching(n, n, lambda i, j: pair(i, j).equivalent)
         if len(full) == n:
-            return CallMatch(Verdict.accept("rule", calls=n), full)
+            relaxed = [r for i in range(n) for r in pair(i, full[i]).details.get("relaxations", ())]
+            relaxed = list(dict.fromkeys(relaxed))
+            return CallMatch(Verdict.accept("rule", calls=n, **_relaxation_details(relaxed)), full)
         shaped = _closest_pairing(n, pair, expected, candidates)
         if shaped is not None:
             first = next(pair(i, shaped[i]) for i in range(n) if not pair(i, shaped[i]).equivalent)
@@ -288,32 +300,61 @@ class ToolCallRules(Verifier):
             if known and name not in known:
                 return Verdict.reject("rule", Category.UNKNOWN_TOOL, expected=expected.name, got=candidate.name)
             return Verdict.reject("rule", Category.WRONG_TOOL, expected=expected.name, got=candidate.name)
-        schema = ctx.tool_schema(expected.name)
-        exp_args = with_defaults(expected.arguments or {}, schema)
-        cand_args = with_defaults(candidate.arguments or {}, schema)
-        props = (schema or {}).get("properties") or {}
-        required = set((schema or {}).get("required") or ())
+        schema = ctx.tool_schema(name)
+        spec = tool_spec(schema)
+        exp_args, exp_filled = fill_defaults(expected.arguments or {}, spec)
+        cand_args, cand_filled = fill_defaults(candidate.arguments or {}, spec)
         missing = sorted(set(exp_args) - set(cand_args))
         if missing:
-            optional = bool(schema) and all(k in props and k not in required for k in missing)
+            optional = bool(schema) and all(k in spec.children and k not in spec.required for k in missing)
             return Verdict.reject("rule", Category.ARG_MISSING, tool=expected.name, keys=missing,
                                   **({"optional": True} if optional else {}))
         extra = sorted(set(cand_args) - set(exp_args))
         if extra:
-            optional = bool(schema) and all(k in props and k not in required for k in extra)
+            optional = bool(schema) and all(k in spec.children and k not in spec.required for k in extra)
             return Verdict.reject("rule", Category.ARG_EXTRA, tool=expected.name, keys=extra,
                                   **({"optional": True} if optional else {}))
+        # A default filled in on one side only is a relaxation worth naming; on both sides it is nothing.
+        notes = [f"{_FILLED[src]}:{k}" for k, src in {**exp_filled, **cand_filled}.items()
+                 if (k in exp_filled) != (k in cand_filled) and k in exp_args]
+        unsure: list[str] = []
         for key in sorted(exp_args):
             a, b = exp_args[key], cand_args[key]
-            if _json_type(a) != _json_type(b):
+            prop = spec.children.get(key) or ParamSpec(key, {})
+            if key in self.unordered_params and prop.unordered is None:
+                prop = dataclasses.replace(prop, unordered="option")
+            if json_type(a) != json_type(b) and not coercible(a, b, prop):
                 return Verdict.reject("rule", Category.ARG_TYPE, tool=expected.name, key=key,
-                                      expected=_json_type(a), got=_json_type(b))
-            prop = props.get(key)
-            if key in self.unordered_params:
-                prop = {**(prop or {}), "uniqueItems": True}
-            if not values_equal(a, b, prop, text_threshold=self.text_threshold):
-                return Verdict.reject("rule", Category.ARG_VALUE, tool=expected.name, key=key, expected=a, got=b)
-        return Verdict.accept("rule", tool=expected.name)
+                                      expected=json_type(a), got=json_type(b))
+            result = compare(a, b, prop, key, notes, text_threshold=self.text_threshold,
+                             unsure_threshold=self.unsure_threshold)
+            if result == DIFFERENT:
+                return Verdict.reject("rule", Category.ARG_VALUE, tool=expected.name, key=key, expected=_clip(a),
+                                      got=_clip(b))
+            if result == UNSURE:
+                unsure.append(key)
+        if unsure:
+            key = unsure[0]
+            return Verdict.reject("rule", Category.ARG_VALUE, tool=expected.name, key=key,
+                                  expected=_clip(exp_args[key]), got=_clip(cand_args[key]),
+                                  uncertain=f"the rules cannot tell whether {', '.join(unsure)} mean(s) the same")
+        return Verdict.accept("rule", tool=expected.name, **_relaxation_details(list(dict.fromkeys(notes))))
+
+
+_FILLED = {"schema": "default_filled", "description": "default_from_description", "null": "null_as_omitted"}
+
+
+def _relaxation_details(relaxations: list[str]) -> dict[str, Any]:
+    if not relaxations:
+        return {}
+    return {"relaxations": relaxations, "certain": is_certain(relaxations)}
+
+
+def _clip(value: Any, n: int = 200) -> Any:
+    """Values as evidence, cut short: a verdict's details must not carry a 40 kB argument around."""
+    if isinstance(value, str) and len(value) > n:
+        return value[:n] + "..."
+    return value
 
 
 def _shaped(v: Verdict) -> bool:
@@ -350,17 +391,3 @@ def canonical_call(call: ToolCall, ctx: VerifyContext, aliases: Mapping[str, str
     """``call`` with its tool name resolved (:func:`canonical_tool_name`), ready for an executor."""
     name = canonical_tool_name(call.name, ctx.tool_names(), aliases)
     return call if name == call.name else dataclasses.replace(call, name=name)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"

@@ -11,19 +11,23 @@ Stages, in order; the first decisive one wins and the verdict's ``method`` says 
 3. **rules** (``rule``, :class:`~verifiers.toolcall.ToolCallRules`): kind, call count, tool name, key set
    and JSON types are **decisive rejections** (``CALL_COUNT``, ``WRONG_TOOL``, ``UNKNOWN_TOOL``,
    ``ARG_MISSING``, ``ARG_EXTRA``, ``ARG_TYPE``): no execution can make another tool or another key set
-   the demonstrated action. Value comparison gives a **tentative** verdict either way: an acceptance
-   (``2 == 2.0``, emails in another case, reordered ``uniqueItems`` lists, free text by Dice) and an
-   ``ARG_VALUE`` rejection (an id spelled differently, another search query) both wait for execution.
-   Messages are judged by :class:`~verifiers.messages.MessageRules` (facts mode by default), decisively
-   unless a judge is configured.
+   the demonstrated action. An acceptance whose relaxations are all certain (a schema ``default`` filled
+   in, ``2 == 2.0``, a ``uniqueItems`` list reordered) is **decisive** too. Heuristic acceptances (a
+   default read from the description, ``"5"`` for a number, case folded, a date in another format, free
+   text by Dice), ``ARG_VALUE`` rejections (an id spelled differently, another search query) and
+   **uncertain** verdicts (a possible alias, free text of moderate overlap) are **tentative**: execution
+   confirms or overturns them. Every relaxation is named in ``details["relaxations"]``. Messages are judged
+   by :class:`~verifiers.messages.MessageRules` (facts mode by default): an acceptance is decisive, a
+   rejection is decisive unless a judge is configured.
 4. **execution** (``execution``, :class:`~verifiers.execution.ToolExecutionStage`): when the context
    has a sandbox, both actions run in twin forks of the turn-k world; writes are equivalent iff the
    state digests are equal and both succeeded (or failed alike), reads iff the normalised outputs are
    equal. Decisive in both directions: it confirms rule acceptances (``STATE_DIFFERS`` catches a free
    text the tool stores) and overturns value rejections whose effect is the same (``ARG_VALUE`` ->
    ``EQUIVALENT``, recorded in ``details["overrules"]``).
-5. **judge** (``judge``, optional): decides messages when configured (and tool calls too with
-   ``judge_calls=True``, for records without a sandbox).
+5. **judge** (``judge``, optional): decides messages the rules rejected, tool calls the rules were
+   uncertain about and nothing executed (and, with ``judge_calls=True``, every tentative tool-call
+   rejection). It never overrules an acceptance (see :mod:`verifiers.cascade`).
 
 Without a sandbox (text-only records) the rules' tentative verdict is the answer.
 """
@@ -77,10 +81,12 @@ class ToolRulesStage(Stage):
     def check(self, expected, candidate, ctx, memo, prior) -> Step | None:
         if expected.kind == "message":
             verdict = self.messages.compare(expected.content, candidate.content, ctx)
-            return decide(verdict) if self.messages_final else tentative(verdict)
+            # A message the rules accept is accepted: a judge may rescue a rejected paraphrase, never
+            # take away an accepted one (that cost recall and bought nothing).
+            return decide(verdict) if self.messages_final or verdict.equivalent else tentative(verdict)
         match = self.rules.match_calls(expected.tool_calls, candidate.tool_calls, ctx)
         memo["candidate"]["pairing"] = match.pairing
-        return decide(match.verdict) if match.decisive else tentative(match.verdict)
+        return decide(match.verdict) if match.certain else tentative(match.verdict)
 
 
 class ToolUseCascade(Cascade):
@@ -94,7 +100,8 @@ class ToolUseCascade(Cascade):
         aliases: Explicit tool-name aliases.
         execute: Run actions in twin forks when the context has a sandbox (default True).
         judge: An :class:`~verifiers.judge.LLMJudge`, a backend, or a backend spec; None = no judge.
-        judge_calls: Let the judge also decide tool calls that execution could not (no sandbox).
+        judge_calls: Let the judge also decide tentative tool-call rejections that execution could not
+            (no sandbox); without it the judge decides only the calls the rules were uncertain about.
         judge_cache_dir: On-disk judge cache (when ``judge`` is a backend or spec).
     """
 

@@ -25,7 +25,7 @@ class Fake:
 
 def first_is(prompt):
     # A biased judge: says equal only when the gold text comes first (as action A).
-    a = prompt.split("# Action A\n", 1)[1].split("\n", 1)[0]
+    a = prompt.split("<action_A>\n", 1)[1].split("\n", 1)[0]
     return "[[A=B]]" if a == "gold" else "[[A!=B]]"
 
 
@@ -80,7 +80,7 @@ def test_the_judge_decides_messages_in_the_tool_use_cascade(tool_use_records):
     env.reset(options={"trajectory": tool_use_records[1].id, "turn": 6})  # "Happy to help. Take care!"
     verdict = env.verify("You're welcome, goodbye!")
     assert verdict.equivalent and verdict.method == "judge" and verdict.details["rule"] == Category.MESSAGE_DIFFERS
-    assert "# Context" in fake.prompt and "[user]" in fake.prompt and "Take care" in fake.prompt
+    assert "<context>" in fake.prompt and "[user]" in fake.prompt and "Take care" in fake.prompt
     # calls are still decided by rules and execution, not by the judge
     env.reset(options={"trajectory": tool_use_records[1].id, "turn": 1})
     assert env.verify(env.expected_action()).method == "exact"
