@@ -122,12 +122,14 @@ def _path(link: Any) -> str:
     return out
 
 
-def loads_checked(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[Any, str, str | None]:
+def loads_checked(text: str, *, max_depth: int = MAX_JSON_DEPTH, wrapper_levels: int = 0) -> tuple[Any, str, str | None]:
     """``(value, "", None)`` for JSON text that is safe to use, else ``(None, where, reason)``; never raises.
 
     ``reason`` completes "X is ..." and names the cause: ``not valid JSON: Expecting ',' delimiter at
     char 12``, ``nested deeper than 64 levels of arrays/objects``, ``not usable: a number has more than
     4300 digits ...``; ``where`` is the path of the offending value when known (see :func:`json_problem`).
+    ``wrapper_levels`` objects around the value the limit is about (the call object around a Hermes
+    call's arguments) do not count against ``max_depth``.
     """
     try:
         value = json.loads(text)
@@ -141,9 +143,12 @@ def loads_checked(text: str, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[Any, s
         return None, "", f"not valid JSON: {exc}"
     except _JSON_FAILURES as exc:
         return None, "", f"not valid JSON ({type(exc).__name__})"
-    problem = json_problem(value, max_depth=max_depth)
+    problem = json_problem(value, max_depth=max_depth + wrapper_levels)
     if problem is not None:
-        return None, problem[0], problem[1]
+        reason = problem[1]
+        if wrapper_levels and reason.startswith("nested deeper"):
+            reason = f"nested deeper than {max_depth} levels of arrays/objects"
+        return None, problem[0], reason
     return value, "", None
 
 
@@ -378,7 +383,7 @@ class Action:
 
 def _call_from_block(block: str) -> ToolCall:
     """One ``<tool_call>`` block's JSON (``{"name", "arguments"}``) as a call; problems become ``error``."""
-    obj, where, reason = loads_checked(block, max_depth=MAX_JSON_DEPTH + 1)  # +1: the call object itself
+    obj, where, reason = loads_checked(block, wrapper_levels=1)  # the call object around the arguments
     if reason is not None:
         return ToolCall("", None, block, error=describe("tool call", reason, where))
     if not isinstance(obj, dict):

@@ -17,6 +17,11 @@ of the offending value in the *input* object (``responses_create_params.input[3]
 problem only visible once converted is reported against the converted record's field.
 :func:`convert_file` converts a whole JSONL file, reporting bad lines without stopping.
 
+Hostile or broken input is reported, never raised as anything else: JSON held in strings (arguments,
+schemas, ShareGPT calls) that nests too deep, holds integers past Python's conversion limit or is not
+JSON at all is a :class:`~pivot_envs.trajectory.TrajectoryError`, and so is a row nested deeper than
+:data:`~pivot_envs.trajectory.MAX_RECORD_DEPTH`.
+
 Generated ids are deterministic: tool calls without one get ``call_<turn>_<i>`` (turn = 0-based index of
 the assistant turn, i = index of the call in it), records without one get ``traj-`` plus the first 16
 hex digits of the sha256 of the canonical JSON of their converted messages.
@@ -34,11 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pivot_envs.actions import MAX_JSON_DEPTH, describe, json_problem, loads_checked
 from pivot_envs.trajectory import (
+    MAX_RECORD_DEPTH,
     RecordError,
     Trajectory,
     TrajectoryError,
-    iter_jsonl,
+    read_jsonl,
     record_from_dict,
     save_trajectories,
     validate_record,
@@ -73,6 +80,23 @@ def _require_object(obj: Any, where: str = "<record>") -> dict[str, Any]:
     return obj
 
 
+def _row(obj: Any) -> dict[str, Any]:
+    """A converter's input row: an object, and safe to walk (the converters recurse and deep-copy)."""
+    row = _require_object(obj)
+    problem = json_problem(row, max_depth=MAX_RECORD_DEPTH)
+    if problem is not None:
+        raise TrajectoryError(problem[1], field=problem[0] or "<record>")
+    return row
+
+
+def _loads(text: str, where: str, subject: str, expected: str, *, max_depth: int = MAX_RECORD_DEPTH) -> Any:
+    """JSON held in a string field; any failure (syntax, depth, huge numbers) is a TrajectoryError."""
+    value, at, reason = loads_checked(text, max_depth=max_depth)
+    if reason is not None:
+        raise TrajectoryError(f"{describe(subject, reason, at)}: {text[:80]!r}; expected {expected}", field=where)
+    return value
+
+
 class _CallIds:
     """Deterministic ``call_<turn>_<i>`` ids that never collide with ids already in the input."""
 
@@ -88,18 +112,20 @@ class _CallIds:
         return cid
 
 
-def _collect_ids(obj: Any, out: set[str] | None = None) -> set[str]:
+def _collect_ids(obj: Any) -> set[str]:
     """Every string under an ``id`` / ``call_id`` / ``tool_call_id`` key anywhere in ``obj``."""
-    out = set() if out is None else out
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if key in ("id", "call_id", "tool_call_id") and isinstance(value, str):
-                out.add(value)
-            else:
-                _collect_ids(value, out)
-    elif isinstance(obj, list):
-        for value in obj:
-            _collect_ids(value, out)
+    out: set[str] = set()
+    stack = [obj]  # iterative: a row's depth must not decide whether the converter can run
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in ("id", "call_id", "tool_call_id") and isinstance(value, str):
+                    out.add(value)
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
     return out
 
 
@@ -153,14 +179,7 @@ def _arguments(value: Any, where: str) -> str:
         raise TrajectoryError(
             f"expected a JSON object or a JSON-object string, got {_kind(value)}", field=where
         )
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise TrajectoryError(
-            f"arguments are not valid JSON ({exc.msg} at char {exc.pos}): {value[:80]!r}; "
-            'expected a JSON object such as \'{"path": "a.txt"}\'',
-            field=where,
-        ) from None
+    parsed = _loads(value, where, "arguments", 'a JSON object such as \'{"path": "a.txt"}\'', max_depth=MAX_JSON_DEPTH)
     if not isinstance(parsed, dict):
         raise TrajectoryError(f"arguments must be a JSON object, got a JSON {_kind(parsed)}", field=where)
     return value
@@ -231,12 +250,7 @@ def _tools(tools: Any, where: str) -> list[dict[str, Any]]:
         fn["name"] = _name(fn.get("name"), f"{at}.name")
         params = fn.get("parameters")
         if isinstance(params, str):  # some ShareGPT dumps store the schema as a JSON string
-            try:
-                fn["parameters"] = params = json.loads(params)
-            except json.JSONDecodeError as exc:
-                raise TrajectoryError(
-                    f"parameters are not valid JSON: {exc.msg}", field=f"{at}.parameters"
-                ) from None
+            fn["parameters"] = params = _loads(params, f"{at}.parameters", "parameters", "a JSON-schema object")
         if params is not None and not isinstance(params, dict):
             raise TrajectoryError(
                 f"expected a JSON-schema object, got {_kind(params)}", field=f"{at}.parameters"
@@ -416,7 +430,7 @@ def from_openai(obj: Any) -> dict[str, Any]:
     Raises:
         TrajectoryError: with ``field`` naming the malformed value (``messages[2].tool_calls[0].function.arguments``).
     """
-    rec = _require_object(obj)
+    rec = _row(obj)
     ids = _CallIds(_collect_ids(rec.get("messages")))
     messages = _chat_messages(rec.get("messages"), "messages", ids)
     tools = _tools(rec.get("tools"), "tools")
@@ -565,7 +579,7 @@ def from_nemo_gym(obj: Any) -> dict[str, Any]:
     Raises:
         TrajectoryError: with ``field`` naming the malformed value (``responses_create_params.input[4].name``).
     """
-    row = _require_object(obj)
+    row = _row(obj)
     params = row.get("responses_create_params")
     if params is None:
         raise TrajectoryError(
@@ -707,14 +721,7 @@ def _split_think(text: str) -> tuple[str | None, str]:
 def _sharegpt_calls(value: Any, where: str) -> list[tuple[Any, Any, str]]:
     """``(name, arguments, where)`` for each call in a ``function_call`` value."""
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise TrajectoryError(
-                f'not valid JSON ({exc.msg} at char {exc.pos}); expected {{"name": ..., "arguments": {{...}}}} '
-                "or a list of them",
-                field=where,
-            ) from None
+        value = _loads(value, where, "the function_call value", '{"name": ..., "arguments": {...}} or a list of them')
     many = isinstance(value, list)
     calls = value if many else [value]
     if not calls:
@@ -741,7 +748,7 @@ def from_sharegpt(obj: Any) -> dict[str, Any]:
     Raises:
         TrajectoryError: with ``field`` naming the malformed value (``conversations[3].value.arguments``).
     """
-    row = _require_object(obj)
+    row = _row(obj)
     conv = row.get("conversations")
     if not isinstance(conv, list) or not conv:
         raise TrajectoryError(
@@ -805,10 +812,8 @@ def from_sharegpt(obj: Any) -> dict[str, Any]:
                 )
             outputs = [value]
             if len(pending) > 1 and isinstance(value, (str, list)):
-                try:
-                    parsed = json.loads(value) if isinstance(value, str) else value
-                except json.JSONDecodeError:
-                    parsed = None
+                # a string that is not (sane) JSON is one output for the first call, as before
+                parsed = loads_checked(value)[0] if isinstance(value, str) else value
                 if isinstance(parsed, list) and len(parsed) == len(pending):
                     outputs = parsed
             for out in outputs:
@@ -838,13 +843,7 @@ def from_sharegpt(obj: Any) -> dict[str, Any]:
 
     tools: Any = row.get("tools")
     if isinstance(tools, str):
-        try:
-            tools = json.loads(tools) if tools.strip() else []
-        except json.JSONDecodeError as exc:
-            raise TrajectoryError(
-                f"not valid JSON ({exc.msg} at char {exc.pos}); expected a JSON list of function specs",
-                field="tools",
-            ) from None
+        tools = _loads(tools, "tools", "tools", "a JSON list of function specs") if tools.strip() else []
     if isinstance(tools, dict):
         tools = [tools]
     return _finish(
@@ -905,16 +904,17 @@ class ConvertReport:
 
     @property
     def failed_lines(self) -> list[int]:
-        """Line numbers (1-based) of the input lines that were not converted."""
-        return sorted({e.line for e in self.errors})
+        """Line numbers (1-based) of the input lines that were not converted (file-level problems, line 0,
+        such as an empty or UTF-16 input, are in ``errors`` but are not lines)."""
+        return sorted({e.line for e in self.errors if e.line > 0})
 
     def __str__(self) -> str:
         head = f"converted {self.converted} record(s) from {self.in_path} to {self.out_path}"
         if not self.errors:
             return head
-        return "\n".join(
-            [f"{head}; {len(self.failed_lines)} line(s) failed:"] + [f"  {e}" for e in self.errors]
-        )
+        lines = self.failed_lines
+        what = f"{len(lines)} line(s) failed" if lines else "the input is unusable"
+        return "\n".join([f"{head}; {what}:"] + [f"  {e}" for e in self.errors])
 
 
 def convert_file(
@@ -929,7 +929,9 @@ def convert_file(
         strict: Raise on the first bad line (nothing is written) instead of reporting it and going on.
 
     Returns:
-        The count written and a :class:`RecordError` (file, line, field, message) per problem.
+        The count written and a :class:`RecordError` (file, line, field, message) per problem; a file
+        with no records or in another encoding than UTF-8 is a problem too (line 0 / line 1, field
+        ``<file>``), so a caller can fail on ``report.errors`` alone.
 
     Raises:
         ValueError: ``fmt`` is unknown (the message lists the known ones).
@@ -953,15 +955,19 @@ def convert_file(
             raise TrajectoryError(msg, path=in_path, line=lineno, field=fld or "<record>")
         errors.append(RecordError(in_path, lineno, fld or "<record>", msg))
 
-    for lineno, obj, json_error in iter_jsonl(in_path):
-        if json_error:
-            bad(lineno, "<line>", json_error)
+    for item in read_jsonl(in_path):
+        lineno, obj = item.line, item.value
+        if item.error is not None:
+            bad(lineno, item.field, item.error)
             continue
         try:
             convert = FORMATS[detect_format(obj) if fmt == "auto" else fmt]
             record = convert(obj)
         except TrajectoryError as exc:
             bad(lineno, exc.field, exc.reason)
+            continue
+        except (RecursionError, MemoryError) as exc:  # a last guard: one hostile row never stops the file
+            bad(lineno, "<record>", f"the row could not be converted ({type(exc).__name__}); it is too large or too deep")
             continue
         problems = validate_record(record)
         if problems:

@@ -510,7 +510,7 @@ def load_trajectories(path: str | Path, *, strict: bool = False) -> LoadResult:
         strict: Raise :class:`TrajectoryError` on the first bad record instead of skipping it.
 
     >>> result = load_trajectories(bundled_path("tool_use"))  # doctest: +SKIP
-    >>> len(result), result.errors
+    >>> len(result), result.errors  # doctest: +SKIP
     (200, [])
     """
     path = str(path)

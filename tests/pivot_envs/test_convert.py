@@ -643,3 +643,54 @@ def test_from_openai_is_idempotent_on_every_converter_output():
         again = from_openai(copy.deepcopy(rec))
         assert again == rec
         assert from_openai(again) == again
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hostile JSON (issue 10, exploit 7): every converter reports it with the field, never another exception
+
+DEEP = "[" * 1500 + "]" * 1500
+HUGE_INT = "7" * 5000
+
+
+def deep_value(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "convert, make_row, mutate, field, reason",
+    [
+        (from_openai, openai_row,
+         lambda r: r["messages"][2]["tool_calls"][1]["function"].update(arguments=DEEP),
+         "messages[2].tool_calls[1].function.arguments", "nested"),
+        (from_openai, openai_row,
+         lambda r: r["messages"][2]["tool_calls"][1]["function"].update(arguments='{"target": ' + HUGE_INT + "}"),
+         "messages[2].tool_calls[1].function.arguments", "digits"),
+        (from_openai, openai_row,
+         lambda r: r["tools"][0]["function"].update(parameters='{"type": "object", "x": ' + DEEP + "}"),
+         "tools[0].function.parameters", "nested"),
+        (from_openai, openai_row, lambda r: r.update(metadata={"blob": deep_value(3000)}), "metadata.blob", "nested"),
+        (from_sharegpt, sharegpt_row, lambda r: r["conversations"][2].update(value=DEEP), "conversations[2].value",
+         "nested"),
+        (from_sharegpt, sharegpt_row, lambda r: r.update(tools="[" + HUGE_INT + "]"), "tools", "digits"),
+        (from_nemo_gym, nemo_row, lambda r: r.update(extra=deep_value(500)), "extra", "nested"),
+    ],
+    ids=["openai-deep-args", "openai-huge-int", "openai-deep-schema", "openai-deep-row", "sharegpt-deep-call",
+         "sharegpt-huge-tools", "nemo-deep-row"],
+)
+def test_converters_report_hostile_json_with_its_field(convert, make_row, mutate, field, reason):
+    row = make_row()
+    mutate(row)
+    with pytest.raises(TrajectoryError) as exc_info:
+        convert(row)
+    assert field_of(exc_info).startswith(field) and reason in exc_info.value.reason, exc_info.value
+
+
+def test_sharegpt_observation_that_is_hostile_json_is_kept_as_text():
+    row = sharegpt_row()
+    row["conversations"][3]["value"] = DEEP  # two calls are open: a JSON list would answer both
+    rec = from_sharegpt(row)
+    outputs = [m["content"] for m in rec["messages"] if m["role"] == "tool"]
+    assert outputs[0] == DEEP  # not a sane list: one output for the first call, as for any other text
