@@ -284,11 +284,16 @@ def data_generate(out: Path = typer.Argument(..., help="Output JSONL."),
 def verify_cmd(trajectories: Path = typer.Option(..., help="The trajectory records (JSONL) the rows refer to."),
                candidates: Path = typer.Option(..., help='JSONL rows {"trajectory_id", "turn", "action"}.'),
                out: Path | None = typer.Option(None, help="Write one JSON verdict per row here (JSONL)."),
-               verifier: str | None = typer.Option(None, help="Verifier name (default: each record's domain's).")) -> None:
+               verifier: str | None = typer.Option(None, help="Verifier name (default: each record's domain's)."),
+               judge: str | None = typer.Option(
+                   None, help="LLM judge as the verifiers' last stage: openai:BASE_URL#MODEL (any OpenAI-compatible "
+                              "server, vllm serve included) or hf:PATH. Its call counts go in the summary."),
+               judge_cache: Path | None = typer.Option(None, help="On-disk cache of the judge's answers.")) -> None:
     """Score candidate actions against the demonstrations; print counts by method and category."""
     from verifiers.batch import verify_file
 
-    report = verify_file(trajectories, candidates, out, verifier, progress=True)
+    report = verify_file(trajectories, candidates, out, verifier, progress=True, judge=judge,
+                         judge_cache_dir=judge_cache)
     console.print_json(json.dumps(report["summary"]))
     _fail_if_no_usable_rows(report["summary"], candidates)
 

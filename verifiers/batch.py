@@ -13,9 +13,17 @@ gets an ``error`` field naming the problem and a zero error verdict with a stabl
   own error verdict; the row is scored 0);
 * ``INFRA_ERROR``: the state could not be restored (a sandbox fault, not the candidate's).
 
+* ``DEGENERATE``: the candidate made the verifier raise (nesting too deep, a number too long); only
+  that row scores 0, the other rows of its state are scored one by one.
+
 Good rows are grouped by ``(trajectory_id, turn)``: each state is restored once through
 :class:`~pivot_envs.core.TrajectoryEnv` and its rows are scored with one ``verify_batch`` call (one
 execution of the demonstrated action per state).
+
+With a judge (``judge="openai:URL#MODEL"`` or ``"hf:PATH"``, ``pivotrl verify --judge``) each record's
+domain verifier (or the named one) is built with that judge as its last stage, and the summary gains
+``judge``: the spec and the counts of questions, backend calls, cache hits, unparsable answers and
+injection attempts (:attr:`~verifiers.judge.LLMJudge.stats`).
 """
 
 from __future__ import annotations
@@ -27,13 +35,22 @@ from pathlib import Path
 from typing import Any
 
 from pivot_envs.actions import Action
-from verifiers.core import Category, Verdict, Verifier, make_verifier
+from verifiers.core import (
+    DEGENERATE_ERRORS,
+    Category,
+    Verdict,
+    Verifier,
+    VerifierError,
+    VerifyContext,
+    make_verifier,
+)
 
 _ROW_ERRORS = (Category.BAD_ROW, Category.UNKNOWN_TRAJECTORY, Category.TURN_OUT_OF_RANGE, Category.INFRA_ERROR)
 
 
 def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_path: str | Path | None = None,
-                verifier: str | Verifier | None = None, *, progress: bool = False) -> dict[str, Any]:
+                verifier: str | Verifier | None = None, *, progress: bool = False, judge: Any = None,
+                judge_cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Score every row of ``candidates_path``; write the records to ``out_path`` (JSONL) when given.
 
     Args:
@@ -42,6 +59,9 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
         out_path: Where to write one JSON record per row; None writes nothing.
         verifier: A verifier name or instance; None = each record's domain verifier.
         progress: Show a progress bar over states.
+        judge: A judge spec (``"openai:BASE_URL#MODEL"``, ``"hf:PATH"``), backend or
+            :class:`~verifiers.judge.LLMJudge` added as the verifiers' last stage; None = no judge.
+        judge_cache_dir: On-disk cache of the judge's answers.
 
     Returns:
         ``{"rows": [record, ...], "summary": {...}}``; the summary counts rows, scored rows, row errors,
@@ -51,8 +71,33 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
     from pivot_envs.registration import find_domain  # noqa: PLC0415
     from pivot_envs.trajectory import load_trajectories  # noqa: PLC0415
 
+    llm_judge = None
+    if judge is not None:
+        from verifiers.judge import LLMJudge  # noqa: PLC0415 - the judge's clients load on demand
+
+        if isinstance(verifier, Verifier):
+            raise VerifierError("a judge needs a verifier name (or none), not a verifier instance: build the "
+                                "instance with judge=... instead")
+        llm_judge = judge if isinstance(judge, LLMJudge) else LLMJudge(judge, cache_dir=judge_cache_dir)
+    built: dict[str, Verifier] = {}
+
+    def build(name: str) -> Verifier:
+        # An unknown name, or a judge for a verifier without one, is the caller's mistake: raise now.
+        if name not in built:
+            if llm_judge is None:
+                built[name] = make_verifier(name)
+            elif name == "judge":
+                built[name] = make_verifier(name, backend=llm_judge)
+            else:
+                try:
+                    built[name] = make_verifier(name, judge=llm_judge)
+                except TypeError as exc:
+                    raise VerifierError(f"verifier {name!r} takes no judge; use --judge with tool_use, terminal, "
+                                        f"code, search or judge, or drop --judge") from exc
+        return built[name]
+
     if isinstance(verifier, str):
-        verifier = make_verifier(verifier)  # an unknown name is the caller's mistake: raise now
+        verifier = build(verifier)
     loaded = load_trajectories(trajectories_path)
     trajectories = {t.id: t for t in loaded.trajectories}
     rows: list[dict[str, Any] | None] = []
@@ -74,14 +119,19 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
     env = None
     if groups:
         env = TrajectoryEnv(list(trajectories.values()), domain="generic", verifier=verifier)
+        if llm_judge is not None and verifier is None:
+            for traj in trajectories.values():  # every domain verifier with the judge, before any work
+                build(env.domain_of(traj).verifier)
     try:
         for (tid, turn), members in _progress(groups.items(), progress):
             assert env is not None
             try:
                 env.reset(options={"trajectory": tid, "turn": turn})
                 restores += 1
-                judge = env.verifier_for(trajectories[tid])
-                verdicts = judge.verify_batch(env.expected_action(), [a for _, _, a in members], env.verify_context())
+                judged_by = verifier or (build(env.domain_of(trajectories[tid]).verifier) if llm_judge is not None
+                                         else env.verifier_for(trajectories[tid]))
+                verdicts = _verify_group(judged_by, env.expected_action(), [a for _, _, a in members],
+                                         env.verify_context())
             except Exception as exc:  # noqa: BLE001 - one state that cannot be restored must not stop the file
                 reason = f"could not restore trajectory {tid!r} turn {turn}: {type(exc).__name__}: {exc}"
                 verdicts = [Verdict.error(Category.INFRA_ERROR, reason)] * len(members)
@@ -99,6 +149,8 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
 
     records: list[dict[str, Any]] = [r for r in rows if r is not None]
     summary = _summary(records, restores, [str(e) for e in loaded.errors])
+    if llm_judge is not None:
+        summary["judge"] = {"spec": llm_judge.backend.model_id, **llm_judge.stats}
     if out_path is not None:
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +158,22 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
             for r in records:
                 f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
     return {"rows": records, "summary": summary}
+
+
+def _verify_group(verifier: Verifier, expected: Action, actions: list[Action], ctx: VerifyContext) -> list[Verdict]:
+    """One ``verify_batch``; if a degenerate candidate makes it raise, each row alone, so only that row
+    scores 0 (``DEGENERATE``) and the others keep their verdicts."""
+    try:
+        return verifier.verify_batch(expected, actions, ctx)
+    except DEGENERATE_ERRORS:
+        pass
+    out = []
+    for action in actions:
+        try:
+            out.append(verifier.verify(expected, action, ctx))
+        except DEGENERATE_ERRORS as exc:
+            out.append(Verdict.degenerate(f"verifier {getattr(verifier, 'name', '?')!r}", exc))
+    return out
 
 
 def _parse_row(line: str, line_no: int, trajectories: dict[str, Any], find_domain: Any) -> dict[str, Any] | tuple[str, int, Action]:
@@ -141,11 +209,14 @@ def _parse_row(line: str, line_no: int, trajectories: dict[str, Any], find_domai
     domain = find_domain(traj.domain)
     fmt = domain.action_format if domain is not None else "hermes"
     if isinstance(raw, str):
-        action = Action.parse(raw, format=fmt)
+        try:
+            action = Action.parse(raw, format=fmt)
+        except DEGENERATE_ERRORS as exc:  # the parser catches these itself; this guards older parsers
+            return bad(Category.DEGENERATE, f"line {line_no}: action not parsable: {type(exc).__name__}", tid, turn)
     elif isinstance(raw, dict) and ("content" in raw or "tool_calls" in raw):
         try:
             action = Action.from_message(raw)
-        except (TypeError, AttributeError, ValueError) as exc:
+        except (TypeError, AttributeError, *DEGENERATE_ERRORS) as exc:
             return bad(Category.BAD_ROW, f"line {line_no}: 'action' is not an assistant message: {exc}", tid, turn)
     else:
         return bad(Category.BAD_ROW, f"line {line_no}: 'action' must be the raw assistant text or an assistant "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from pivot_envs.actions import Action
-from verifiers.core import Category, Verdict, Verifier, VerifyContext
+from verifiers.core import DEGENERATE_ERRORS, Category, Verdict, Verifier, VerifyContext
 
 
 def _canonical(action: Action) -> str:
@@ -28,6 +28,10 @@ class ExactMatch(Verifier):
     def verify(self, expected: Action, candidate: Action, context: VerifyContext | None = None) -> Verdict:
         if candidate.malformed:
             return Verdict.error(Category.BAD_FORMAT, candidate.malformed)
-        if _canonical(expected) == _canonical(candidate):
+        try:
+            same = _canonical(expected) == _canonical(candidate)
+        except DEGENERATE_ERRORS as exc:  # nesting too deep to serialise, lone surrogates
+            return Verdict.degenerate("exact match", exc)
+        if same:
             return Verdict.accept("exact")
         return Verdict.reject("exact", Category.NOT_EXACT)

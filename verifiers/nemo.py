@@ -29,7 +29,7 @@ from collections import Counter
 from typing import Any
 
 from pivot_envs.actions import Action, ToolCall
-from verifiers.core import Category, Verdict, Verifier, VerifyContext
+from verifiers.core import DEGENERATE_ERRORS, Category, Verdict, Verifier, VerifyContext
 from verifiers.toolcall import max_matching
 
 _NEMO_TO_OURS = {
@@ -59,6 +59,12 @@ class NemoComparator(Verifier):
         self.word_threshold, self.float_tolerance, self.strict_count = word_threshold, float_tolerance, strict_count
 
     def verify(self, expected: Action, candidate: Action, context: VerifyContext | None = None) -> Verdict:
+        try:
+            return self._verify(expected, candidate)
+        except DEGENERATE_ERRORS as exc:  # deep nesting, huge numbers: data, not a crash (not in NeMo's rule)
+            return Verdict.degenerate("nemo comparator", exc)
+
+    def _verify(self, expected: Action, candidate: Action) -> Verdict:
         if candidate.parse_error:
             return Verdict.error(Category.BAD_FORMAT, candidate.parse_error)
         if candidate.kind == "message" and not candidate.content.strip():
