@@ -455,3 +455,18 @@ def test_data_validate_cli_reports_lines_and_fails(tmp_path):
         assert result.exit_code != 0, (name, result.output)
         assert result.exception is None or isinstance(result.exception, SystemExit), (name, result.exception)
         assert "Traceback" not in result.output and str(p) in result.output.replace("\n", ""), (name, result.output)
+
+
+def test_hostile_tool_outputs_do_not_break_cleaning_or_replay_checks():
+    from pivot_envs.restore import outputs_match
+    from pivot_envs.trajectory import extract_candidates, is_error_output, record_from_dict
+
+    for text in (DEEP, HUGE_INT, "[" * 5000):
+        assert is_error_output(text) is False
+        assert outputs_match(text, text + "x") is False
+    rec = record("t")
+    rec["messages"][1:] = [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "get", "arguments": "{}"}}]},
+                           {"role": "tool", "tool_call_id": "c", "content": DEEP},
+                           {"role": "assistant", "content": "done"}]
+    candidates, stats = extract_candidates([record_from_dict(rec)])
+    assert stats["kept"] == 2 and len(candidates) == 2
