@@ -33,3 +33,19 @@ class UnsupportedOperation(SandboxError):
         super().__init__(message)
         self.backend = backend
         self.operation = operation
+
+
+class WalkLimitError(SandboxError):
+    """A workspace walk (digest or listing) stopped at a hard limit of entries, depth or time.
+
+    The workspace is too big or too deep to hash or compare completely; nothing partial is returned.
+    ``limit`` names which: ``"entries"``, ``"depth"`` or ``"seconds"``.
+    """
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class IncompleteListingError(SandboxError):
+    """A workspace listing came back cut or without its end mark; it must not be compared."""

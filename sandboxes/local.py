@@ -22,24 +22,27 @@ commands, candidate solutions under test):
   (``PATH``, ``LANG``, ``LC_ALL``, ``HOME``, ``TMPDIR``, ``TERM``) plus what the caller passes; nothing
   of ``os.environ`` is inherited, so host secrets (API keys, cloud credentials) are not visible.
 * **Leftovers**: no process outlives the command that started it. When a command ends, every process of
-  its session is killed, and so is any process of the sandbox user whose ``HOME`` or ``TMPDIR`` still
-  points into this workspace (which catches daemons that called ``setsid``). :meth:`LocalSandbox.close`
-  removes the workspace and every snapshot.
-* **Root hosts**: when the host runs as root (CI, containers), commands run as uid/gid 65534
-  (``nobody``/``nogroup``) with no supplementary groups, because the kernel does not enforce
-  ``RLIMIT_NPROC`` for root and because root could write anywhere. The workspace is handed to that
-  user; snapshots stay root-only, so a command cannot alter a saved state.
+  its session is killed, and so is every process that carries the sandbox's mark: on a root host its
+  own uid (below), which an unprivileged process cannot shed, so ``setsid``, ``env -i`` and double forks
+  do not escape; without root, a unique ``PIVOTRL_SANDBOX`` environment variable (or ``HOME``/``TMPDIR``
+  pointing into the workspace). :meth:`LocalSandbox.close` does the same sweep and removes the workspace
+  and every snapshot.
+* **Root hosts**: when the host runs as root (CI, containers), commands run as a uid/gid of their own,
+  drawn from :data:`SANDBOX_UID_RANGE` (no account uses it) and shared by the sandbox's forks, with no
+  supplementary groups, because the kernel does not enforce ``RLIMIT_NPROC`` for root and because root
+  could write anywhere. The workspace is handed to that user; snapshots stay root-only, so a command
+  cannot alter a saved state.
 
-Known limits, besides the above: all sandboxes on a host share uid 65534, so the process limit is
-counted on top of the processes that uid already runs (see :attr:`LocalLimits.max_processes`); killed
-orphans are reaped by PID 1, so in a container without an init process (``docker run --init``, tini)
-they linger as zombies.
+Known limits, besides the above: without root, a process that clears its environment (``env -i``) and
+leaves the command's session escapes the sweep; killed orphans are reparented to PID 1, so in a
+container without an init process (``docker run --init``, tini) they linger as zombies.
 """
 
 from __future__ import annotations
 
 import os
 import resource
+import secrets
 import select
 import shutil
 import signal
@@ -52,16 +55,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from sandboxes import digest as _digest
 from sandboxes.core import ExecResult, Sandbox, Snapshot, truncate_output
-from sandboxes.digest import tree
-from sandboxes.errors import SandboxError, SnapshotError
+from sandboxes.errors import SandboxError, SnapshotError, WalkLimitError
 
 #: The ``PATH`` of every command; the host's ``PATH`` may name user directories and is not inherited.
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: Who commands run as when the host is root: ``nobody``/``nogroup`` on Debian and Ubuntu.
-SANDBOX_UID = 65534
-SANDBOX_GID = 65534
+#: Where the uids (and gids) of sandboxes on a root host are drawn from: a range no account uses, one
+#: uid per sandbox and its forks, so that every process a sandbox's commands start carries it.
+SANDBOX_UID_RANGE = (1 << 30, 1 << 31)
+
+#: Sessions (= leader pids) of local commands running now in this process: a sweep by uid spares them.
+_RUNNING: set[int] = set()
 
 #: Text that runtimes print when an allocation fails under ``RLIMIT_AS``: Python, libc's strerror(ENOMEM)
 #: (bash, coreutils), C++, the JVM, Go and Node.
@@ -148,7 +154,7 @@ class LocalSandbox(Sandbox):
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 64_000,
     ) -> None:
-        self._configure(timeout, limits, env, max_output_bytes)
+        self._configure(timeout, limits, env, max_output_bytes, None)
         if isinstance(setup, str):
             raise TypeError("setup must be a sequence of commands, not one string; wrap it in a list")
         try:
@@ -173,7 +179,8 @@ class LocalSandbox(Sandbox):
     # -- construction ----------------------------------------------------------------------------
 
     def _configure(
-        self, timeout: float, limits: LocalLimits | None, env: Mapping[str, str] | None, max_output_bytes: int
+        self, timeout: float, limits: LocalLimits | None, env: Mapping[str, str] | None, max_output_bytes: int,
+        uid: int | None,
     ) -> None:
         # Everything _close needs is set first, so a constructor that fails half-way cleans up.
         self._root: Path | None = None
@@ -198,8 +205,13 @@ class LocalSandbox(Sandbox):
         self._max_output_bytes = max_output_bytes
         # The kernel does not enforce RLIMIT_NPROC for root, and root could write anywhere: drop to nobody.
         self._drop_privileges = os.geteuid() == 0
-        self._uid = SANDBOX_UID if self._drop_privileges else os.getuid()
-        self._gid = SANDBOX_GID if self._drop_privileges else os.getgid()
+        # A uid of its own (shared with its forks, whose outputs, e.g. ``ls -l``, must match): an
+        # unprivileged process cannot change its uid, so it marks every process of the sandbox even
+        # after ``setsid`` and ``env -i``. Without root, a unique environment variable has to do.
+        self._uid = (uid or secrets.randbelow(SANDBOX_UID_RANGE[1] - SANDBOX_UID_RANGE[0]) + SANDBOX_UID_RANGE[0]
+                     ) if self._drop_privileges else os.getuid()
+        self._gid = self._uid if self._drop_privileges else os.getgid()
+        self._token = secrets.token_hex(8)
 
     def _create_root(self) -> None:
         # <root>/ (owned by the host, 0711) holds workspace/ (owned by the sandbox user) and the snapshot
@@ -212,7 +224,7 @@ class LocalSandbox(Sandbox):
     def _copy_of(cls, source: LocalSandbox) -> LocalSandbox:
         """A new sandbox with ``source``'s settings and a copy of its workspace (no files, no setup)."""
         clone = cls.__new__(cls)
-        clone._configure(source._timeout, source._limits, source._extra_env, source._max_output_bytes)
+        clone._configure(source._timeout, source._limits, source._extra_env, source._max_output_bytes, source._uid)
         try:
             clone._create_root()
             clone._replace_workspace(source.workspace)
@@ -281,6 +293,7 @@ class LocalSandbox(Sandbox):
             # With start_new_session the child leads a new session and process group: sid == pgid == pid.
             sid = proc.pid
             self._sessions.add(sid)
+            _RUNNING.add(sid)
             try:
                 exited = _wait_for_exit(sid, limit_s)
                 timed_out = not exited
@@ -296,6 +309,7 @@ class LocalSandbox(Sandbox):
                 raise
             finally:
                 self._sessions.discard(sid)
+                _RUNNING.discard(sid)
             duration = time.perf_counter() - start
             stdout, cut_out = _read_capped(out, self._max_output_bytes)
             stderr, cut_err = _read_capped(err, self._max_output_bytes)
@@ -322,6 +336,7 @@ class LocalSandbox(Sandbox):
             "TMPDIR": os.path.join(workspace, ".tmp"),
             "TERM": "dumb",
             **self._extra_env,
+            "PIVOTRL_SANDBOX": self._token,
         }
 
     def _rlimits(self) -> list[tuple[int, tuple[int, int]]]:
@@ -353,7 +368,7 @@ class LocalSandbox(Sandbox):
         while True:
             if sid is not None:
                 _killpg(sid)
-            victims = _find_processes(sid, self._uid, markers)
+            victims = _find_processes(sid, self._uid, markers, by_uid=self._drop_privileges)
             if not victims or time.monotonic() > deadline:
                 return
             for pid in victims:
@@ -369,11 +384,11 @@ class LocalSandbox(Sandbox):
         # that overrides them with a path outside the sandbox must not make us kill unrelated processes.
         root = str(self._root)
         env = self._command_env()
-        return tuple(
+        return (os.fsencode(f"PIVOTRL_SANDBOX={self._token}"), *(
             os.fsencode(f"{key}={env[key]}")
             for key in ("HOME", "TMPDIR")
             if env[key] == root or env[key].startswith(root + os.sep)
-        )
+        ))
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -512,10 +527,22 @@ class LocalSandbox(Sandbox):
         return forks
 
     def state_digest(self) -> str:
-        """sha256 over every file (path, executable bit, content), symlink (path, target) and directory
-        of the workspace, in path order. ``.tmp/`` and ``__pycache__/`` are not state and are skipped."""
+        """sha256 over every file (path, permission bits, content), symlink (path, target), directory
+        (path, permission bits) and FIFO/socket/device (path, type, never opened) of the workspace, caches
+        by presence only (see :mod:`sandboxes.digest`). ``.tmp/`` is not state and is skipped. Raises
+        :class:`~sandboxes.errors.WalkLimitError` past the walk's limits."""
         self._check_open()
         return _tree_digest(self.workspace)
+
+    def manifest(self, limits: _digest.Limits | None = None) -> dict[str, tuple[str, str]]:
+        """``{relative path: (kind, detail)}`` of the whole workspace, walked on the host (see
+        :func:`sandboxes.digest.walk`): complete, or :class:`~sandboxes.errors.WalkLimitError`."""
+        self._check_open()
+        try:
+            return {os.fsdecode(rel): (kind.decode(), os.fsdecode(detail))
+                    for rel, kind, detail in _digest.walk(os.fspath(self.workspace), limits)}
+        except _digest.WalkLimit as exc:
+            raise WalkLimitError(f"local sandbox {self.workspace}: {exc}", limit=exc.limit) from exc
 
     def _replace_workspace(self, source: Path) -> None:
         assert self._root is not None
@@ -605,8 +632,9 @@ def _killpg(pgid: int) -> None:
         pass  # the group is gone already
 
 
-def _find_processes(sid: int | None, uid: int, markers: tuple[bytes, ...]) -> list[int]:
-    """Live processes in session ``sid``, or owned by ``uid`` with one of ``markers`` in their environment."""
+def _find_processes(sid: int | None, uid: int, markers: tuple[bytes, ...], *, by_uid: bool = False) -> list[int]:
+    """Live processes in session ``sid``, or owned by ``uid`` with one of ``markers`` in their environment,
+    or (``by_uid``: the uid is the sandbox's own) owned by ``uid`` and outside every running command."""
     found = []
     own_pid = os.getpid()
     try:
@@ -625,7 +653,12 @@ def _find_processes(sid: int | None, uid: int, markers: tuple[bytes, ...]) -> li
             if session == sid:
                 found.append(int(name))
                 continue
-            if not markers or os.stat(f"/proc/{name}").st_uid != uid:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            if by_uid and session not in _RUNNING:
+                found.append(int(name))
+                continue
+            if not markers:
                 continue
             with open(f"/proc/{name}/environ", "rb") as f:
                 environ = f.read().split(b"\0")
@@ -688,9 +721,11 @@ def _looks_like_oom(exit_code: int, stderr: str, cpu_s: float, cpu_limit_s: int)
 
 
 def _copy_tree(source: Path, target: Path) -> None:
-    """Copy a workspace into ``target`` (which may exist): symlinks as links, no ``.tmp/``, no FIFOs,
-    sockets or devices (they cannot be copied and are not state)."""
+    """Copy a workspace into ``target`` (which may exist): symlinks as links, no ``.tmp/``, FIFOs made
+    anew (never opened: a copy would block on them), sockets and devices left out (a command cannot
+    make devices; a socket file outlives its listener only as a name)."""
     top = os.fspath(source)
+    fifos: list[tuple[str, int]] = []
 
     def skip(directory: str, names: list[str]) -> list[str]:
         skipped = []
@@ -705,17 +740,26 @@ def _copy_tree(source: Path, target: Path) -> None:
                 continue
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
                 skipped.append(name)
+                if stat.S_ISFIFO(mode):
+                    fifos.append((os.path.relpath(os.path.join(directory, name), top), stat.S_IMODE(mode)))
         return skipped
 
     try:
         shutil.copytree(source, target, symlinks=True, ignore=skip, dirs_exist_ok=True)
+        for rel, mode in fifos:
+            path = os.path.join(target, rel)
+            os.mkfifo(path)
+            os.chmod(path, mode)
     except (shutil.Error, OSError) as exc:
         raise SnapshotError(f"could not copy the workspace {source} to {target}: {exc}") from exc
 
 
 def _tree_digest(top: Path) -> str:
     # The same code the Docker backend runs in its containers (a git index counts by its entries).
-    return tree(os.fspath(top))
+    try:
+        return _digest.tree(os.fspath(top))
+    except _digest.WalkLimit as exc:
+        raise WalkLimitError(f"local sandbox {top}: {exc}", limit=exc.limit) from exc
 
 
 def _rmtree(path: Path) -> None:

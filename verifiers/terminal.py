@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import hashlib
+import inspect
+import json
+import math
 import os
 import re
 import shlex
@@ -47,7 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from pivot_envs.actions import Action, ToolCall
+from sandboxes import digest as digest_module
 from sandboxes.core import Sandbox
+from sandboxes.errors import IncompleteListingError, WalkLimitError
 from verifiers.cascade import Cascade, ExactStage, Memo, Stage, Step, WellFormedStage, decide, tentative
 from verifiers.core import Category, Verdict, VerifyContext
 from verifiers.execution import base_digest, executor_of
@@ -74,10 +78,6 @@ _SUBS = [
     (re.compile(r"^\[\d+\] \d+$", re.M), "<JOB>"),
     (re.compile(r"/tmp/[^\s'\"]+"), "<TMP>"),
 ]
-_MANIFEST_COMMAND = (
-    "find . -mindepth 1 -path ./.tmp -prune -o -type d -printf 'd %p\\n' -o -type l -printf 'l %p -> %l\\n'; "
-    "find . -mindepth 1 -path ./.tmp -prune -o -type f -exec sha256sum {} +"
-)
 
 
 def normalise_command(command: str) -> str:
@@ -183,6 +183,9 @@ def commands_of(action: Action, ctx: VerifyContext) -> list[str] | Verdict:
             category = Category.UNKNOWN_TOOL if known and name not in known else Category.WRONG_TOOL
             return Verdict.reject("rule", category, expected=shell[0], got=call.name)
         command = (call.arguments or {}).get("command")
+        bad_timeout = timeout_problem((call.arguments or {}).get("timeout"))
+        if bad_timeout:
+            return Verdict.error(Category.ARG_VALUE, bad_timeout, tool=name, key="timeout")
         if command is None:
             return Verdict.reject("rule", Category.ARG_MISSING, tool=name, keys=["command"])
         if not isinstance(command, str):
@@ -191,7 +194,32 @@ def commands_of(action: Action, ctx: VerifyContext) -> list[str] | Verdict:
     return out
 
 
+def timeout_problem(value: Any) -> str | None:
+    """Why a ``timeout`` tool argument is invalid (not a finite positive number of seconds), or None.
+
+    A valid one never raises the sandbox's limit: executors clamp it (:meth:`pivot_envs.domain.Domain.execute`).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"timeout must be a number of seconds, got {type(value).__name__} {str(value)[:40]!r}"
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return f"timeout {str(value)[:40]}... is too large to be a number of seconds"
+    if not math.isfinite(seconds) or seconds <= 0:
+        return f"timeout must be a finite positive number of seconds, got {value!r}"
+    return None
+
+
 # -- the file-system effect -------------------------------------------------------------------------
+
+#: What lives inside a ``.git`` directory and only records *how* or *when* the repository got its
+#: content (object packing, reflogs, the index's stat cache, refs as files): compared through
+#: :func:`sandboxes.digest.git_view` instead of byte by byte.
+GIT_VOLATILE = ("index", "HEAD", "ORIG_HEAD", "FETCH_HEAD", "COMMIT_EDITMSG", "packed-refs", "objects", "logs",
+                "refs", "index.lock", "gc.log")
+_DIGEST_SOURCE = inspect.getsource(digest_module)
 
 
 def is_cache_path(path: str, patterns: Sequence[str] = CACHE_PATTERNS) -> bool:
@@ -199,74 +227,90 @@ def is_cache_path(path: str, patterns: Sequence[str] = CACHE_PATTERNS) -> bool:
     return any(fnmatch.fnmatch(part, pat) for part in parts for pat in patterns)
 
 
-def manifest(sandbox: Sandbox, *, via_exec: bool = False) -> dict[str, str]:
-    """Path -> ``"d"`` / ``"l:<target>"`` / ``"f:<sha256>[:x]"`` for everything in the sandbox's workspace.
+def git_path(path: str) -> tuple[str, bool] | None:
+    """``(repository directory, volatile)`` for a path inside a ``.git`` directory, else None."""
+    parts = path.split("/")
+    if ".git" not in parts:
+        return None
+    i = parts.index(".git")
+    inner = parts[i + 1:]
+    return "/".join(parts[:i]) or ".", bool(inner) and inner[0] in GIT_VOLATILE
 
-    Uses the sandbox's own ``manifest()`` when it has one, walks the local sandbox's workspace on the
-    host, and otherwise lists files with ``find``/``sha256sum`` inside the sandbox (``via_exec=True``
-    forces that path).
+
+def manifest(sandbox: Sandbox, *, via_exec: bool = False) -> dict[str, str]:
+    """Path -> ``"<kind>:<detail>"`` for everything in the sandbox's workspace (see
+    :func:`sandboxes.digest.walk`: ``file:<mode>:<sha256>``, ``dir:<mode>``, ``link:<target>``,
+    ``fifo:<mode>``, ``cache:``), complete or not at all.
+
+    Uses the sandbox's own ``manifest()`` (local and Docker backends) unless ``via_exec``; otherwise
+    runs :mod:`sandboxes.digest` with ``python3 -I -S`` inside the sandbox. A listing that was cut or lost
+    its end mark raises :class:`~sandboxes.errors.IncompleteListingError`, a walk past its limits
+    :class:`~sandboxes.errors.WalkLimitError`: partial listings are never compared.
     """
     own = getattr(sandbox, "manifest", None)
     if callable(own) and not via_exec:
-        return dict(own())
-    workspace = getattr(sandbox, "workspace", None)
-    if isinstance(workspace, Path) and not via_exec:
-        return _walk(workspace)
-    result = sandbox.exec(_MANIFEST_COMMAND)
-    out: dict[str, str] = {}
-    for line in result.stdout.splitlines():
-        if line.startswith("d "):
-            out[line[2:].removeprefix("./")] = "d"
-        elif line.startswith("l "):
-            path, _, target = line[2:].partition(" -> ")
-            out[path.removeprefix("./")] = f"l:{target}"
-        elif "  " in line:
-            digest, _, path = line.partition("  ")
-            out[path.removeprefix("./")] = f"f:{digest}"
-    return out
-
-
-def _walk(top: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        rel_dir = os.path.relpath(dirpath, top)
-        if rel_dir == ".":
-            dirnames[:] = [d for d in dirnames if d != ".tmp"]
-        for name in list(dirnames):
-            path = os.path.join(dirpath, name)
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if os.path.islink(path):
-                out[rel] = f"l:{os.readlink(path)}"
-                dirnames.remove(name)
-            else:
-                out[rel] = "d"
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            if os.path.islink(path):
-                out[rel] = f"l:{os.readlink(path)}"
-                continue
-            try:
-                with open(path, "rb") as f:
-                    digest = hashlib.file_digest(f, "sha256").hexdigest()
-                executable = os.stat(path).st_mode & 0o111
-            except OSError:
-                digest, executable = "unreadable", 0
-            out[rel] = f"f:{digest}" + (":x" if executable else "")
-    return out
+        raw = own()
+    else:
+        result = sandbox.exec(f"python3 -I -S -c {shlex.quote(_DIGEST_SOURCE)} --list .")
+        if result.exit_code == digest_module.LIMIT_EXIT and "pivotrl-walk-limit" in result.stderr:
+            limit = result.stderr.split("pivotrl-walk-limit", 1)[1].split()[0]
+            raise WalkLimitError(f"workspace listing: {result.stderr.strip()[-300:]}", limit=limit)
+        parsed = None if result.truncated or not result.ok else digest_module.parse_listing(
+            result.stdout.encode("utf-8", "surrogateescape"))
+        if parsed is None:
+            raise IncompleteListingError(
+                f"the workspace listing came back incomplete (exit code {result.exit_code}, truncated="
+                f"{result.truncated}, {len(result.stdout)} characters); it is not compared")
+        raw = {os.fsdecode(rel): (kind.decode(), os.fsdecode(detail)) for rel, (kind, detail) in parsed.items()}
+    return {path.rstrip("/"): f"{kind}:{detail}" for path, (kind, detail) in raw.items()}
 
 
 def fs_changes(before: dict[str, str], after: dict[str, str], patterns: Sequence[str] = CACHE_PATTERNS) -> dict[str, str | None]:
-    """Changed paths (new or modified -> entry, deleted -> None), caches ignored. Both manifests must
-    come from the same :func:`manifest` path (the exec listing records no executable bit)."""
+    """Changed paths (new or modified -> entry, deleted -> None) between two :func:`manifest` listings.
+
+    Caches (``cache:`` entries and paths matching ``patterns``) count only when deleted: creating or
+    rewriting them is a side effect of running Python, deleting them is what a command did. Volatile
+    files inside ``.git`` (:data:`GIT_VOLATILE`) are left out; :func:`git_repositories_changed` says
+    which repositories to compare with :func:`sandboxes.digest.git_view`.
+    """
     changes: dict[str, str | None] = {}
     for path in set(before) | set(after):
-        if is_cache_path(path, patterns):
-            continue
         a, b = before.get(path), after.get(path)
-        if a != b:
-            changes[path] = b
+        if a == b:
+            continue
+        git = git_path(path)
+        if git is not None and git[1]:
+            continue
+        cache = is_cache_path(path, patterns) or (a or "").startswith("cache:") or (b or "").startswith("cache:")
+        if cache:
+            if b is None:
+                changes[path] = None
+            continue
+        changes[path] = b
     return changes
+
+
+def git_repositories_changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Repositories (workspace-relative directories) whose volatile ``.git`` files changed."""
+    repos = set()
+    for path in set(before) | set(after):
+        git = git_path(path)
+        if git is not None and git[1] and before.get(path) != after.get(path):
+            repos.add(git[0])
+    return sorted(repos)
+
+
+def git_view(sandbox: Sandbox, repo: str) -> dict[str, str]:
+    """:func:`sandboxes.digest.git_view` of ``repo`` (relative to the workspace), run inside the sandbox."""
+    result = sandbox.exec(f"python3 -I -S -c {shlex.quote(_DIGEST_SOURCE)} --git {shlex.quote(repo)}")
+    if not result.ok or result.truncated:
+        raise IncompleteListingError(f"could not read the git repository {repo!r} (exit code {result.exit_code}): "
+                                     f"{result.stderr.strip()[-300:]}")
+    try:
+        view = json.loads(result.stdout)
+    except ValueError as exc:
+        raise IncompleteListingError(f"unreadable git view of {repo!r}: {result.stdout[:200]!r}") from exc
+    return {str(k): str(v) for k, v in view.items()}
 
 
 # -- execution ---------------------------------------------------------------------------------------
@@ -306,7 +350,17 @@ def run_commands(ctx: VerifyContext, memo: Memo, commands: Sequence[str], *, man
         if fork.state_digest() != base:
             if "base_manifest" not in memo:
                 memo["base_manifest"] = manifest(ctx.sandbox, via_exec=manifest_via_exec)
-            changes = fs_changes(memo["base_manifest"], manifest(fork, via_exec=manifest_via_exec), patterns)
+            before, after = memo["base_manifest"], manifest(fork, via_exec=manifest_via_exec)
+            changes = fs_changes(before, after, patterns)
+            for repo in git_repositories_changed(before, after):
+                key = ("base_git_view", repo)
+                if key not in memo:
+                    memo[key] = git_view(ctx.sandbox, repo) if before.get(f"{repo}/.git".removeprefix("./")) else {}
+                old, new = memo[key], git_view(fork, repo) if after.get(f"{repo}/.git".removeprefix("./")) else {}
+                prefix = "" if repo == "." else repo + "/"
+                for name in set(old) | set(new):
+                    if old.get(name) != new.get(name):
+                        changes[f"{prefix}.git <{name}>"] = new.get(name)
         workspace = str(getattr(fork, "workspace", "") or "")
         return ShellEffect(_exit_class(results), tuple(r.exit_code for r in results), "".join(stdout), changes,
                            workspace)
@@ -381,10 +435,15 @@ class ShellExecutionStage(Stage):
         want_cmds, got_cmds = memo.get("expected_commands"), memo["candidate"].get("commands")
         if ctx.sandbox is None or not isinstance(want_cmds, list) or got_cmds is None:
             return None
-        if "expected_shell" not in memo:
-            memo["expected_shell"] = self._run(ctx, memo, want_cmds)
-        want: ShellEffect = memo["expected_shell"]
-        got = self._run(ctx, memo, got_cmds)
+        try:
+            if "expected_shell" not in memo:
+                memo["expected_shell"] = self._run(ctx, memo, want_cmds)
+            want: ShellEffect = memo["expected_shell"]
+            got = self._run(ctx, memo, got_cmds)
+        except (WalkLimitError, IncompleteListingError) as exc:
+            # A workspace that cannot be listed completely is never compared in part: no reward.
+            limit = getattr(exc, "limit", "incomplete")
+            return decide(Verdict.error(Category.WALK_LIMIT, str(exc)[:500], limit=limit))
         if got.exit_class != want.exit_class:
             category = Category.TIMEOUT if got.exit_class == "timeout" else Category.EXIT_DIFFERS
             return decide(Verdict.reject("execution", category, expected=want.exit_class, got=got.exit_class,

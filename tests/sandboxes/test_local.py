@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from sandboxes import SandboxClosedError, SandboxError, SnapshotError
-from sandboxes.local import SAFE_PATH, LocalLimits, LocalSandbox
+from sandboxes.local import SAFE_PATH, SANDBOX_UID_RANGE, LocalLimits, LocalSandbox
 
 IS_ROOT = os.geteuid() == 0
 needs_python3 = pytest.mark.skipif(
@@ -213,10 +213,12 @@ def test_operations_after_close_raise(operation) -> None:
         sb.restore(snap)
 
 
-def test_runs_as_nobody_when_host_is_root(sandbox: LocalSandbox) -> None:
+def test_runs_as_its_own_uid_when_host_is_root(sandbox: LocalSandbox) -> None:
     if not IS_ROOT:
         pytest.skip("privileges are only dropped when the host runs as root")
-    assert sandbox.exec("id -u; id -g; id -G").stdout.split() == ["65534", "65534", "65534"]
+    uid = str(sandbox._uid)
+    assert int(uid) >= SANDBOX_UID_RANGE[0]
+    assert sandbox.exec("id -u; id -g; id -G").stdout.split() == [uid, uid, uid]
     # The sandbox user cannot write outside its workspace or reach the host-only snapshots.
     snap = sandbox.snapshot()
     assert sandbox.exec("touch /etc/pivotrl-test").exit_code != 0
@@ -349,8 +351,18 @@ def test_state_digest_reflects_content_only() -> None:
     with LocalSandbox(files) as one, LocalSandbox(dict(reversed(files.items()))) as two:
         assert one.state_digest() == two.state_digest()
         assert one.state_digest() == one.state_digest()
-        # Caches and TMPDIR are not state.
-        one.exec("mkdir __pycache__ dir/__pycache__ && touch __pycache__/x.pyc .tmp/scratch")
+        # TMPDIR is not state; caches are, by presence only (their bytes embed timestamps, but deleting
+        # them is an effect).
+        one.exec("touch .tmp/scratch")
+        assert one.state_digest() == two.state_digest()
+        for sb in (one, two):
+            sb.exec("mkdir __pycache__ dir/__pycache__ && touch __pycache__/x.pyc")
+        assert one.state_digest() == two.state_digest()
+        one.exec("echo other bytes > __pycache__/x.pyc")
+        assert one.state_digest() == two.state_digest()
+        one.exec("rm __pycache__/x.pyc")
+        assert one.state_digest() != two.state_digest()
+        one.exec("touch __pycache__/x.pyc")
         assert one.state_digest() == two.state_digest()
 
         one.write_file("a.txt", "A")
@@ -360,6 +372,9 @@ def test_state_digest_reflects_content_only() -> None:
 
         for change, undo in [
             ("chmod +x a.txt", "chmod -x a.txt"),
+            ("chmod 600 a.txt", "chmod 644 a.txt"),
+            ("chmod 700 dir", "chmod 755 dir"),
+            ("mkfifo pipe", "rm pipe"),
             ("mkdir empty", "rmdir empty"),
             ("ln -s a.txt link", "rm link"),
             ("mv dir/b.txt dir/c.txt", "mv dir/c.txt dir/b.txt"),
