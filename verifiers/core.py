@@ -80,6 +80,7 @@ class Category:
     UNKNOWN_TRAJECTORY = "UNKNOWN_TRAJECTORY"
     TURN_OUT_OF_RANGE = "TURN_OUT_OF_RANGE"
     INFRA_ERROR = "INFRA_ERROR"  # the state could not be restored (a sandbox fault, not the candidate)
+    WALK_LIMIT = "WALK_LIMIT"  # the workspace could not be listed completely (entries/depth/time limit, cut listing)
 
 
 class VerifierError(Exception):
