@@ -59,7 +59,8 @@ _NOT_A_VALUE = frozenset(
     "is to of as in on be if when unless".split())
 _ORDER_FREE_RE = re.compile(r"\b(?:order\s+(?:does\s+not|doesn't|is\s+not|isn't)\s+(?:matter|significant)"
                             r"|in\s+any\s+order|unordered|order\s+is\s+ignored)\b", re.IGNORECASE)
-_CASE_FREE_RE = re.compile(r"\bcase[- ]insensitive\b", re.IGNORECASE)
+_CASE_FREE_RE = re.compile(r"\bcase[- ]insensitive\b|\b(?:iata|icao|iso\s{0,2}\d{3,5}|currency|country|airport|"
+                           r"ticker|stock)\s{0,2}(?:code|symbol)s?\b|\bidentifier\b", re.IGNORECASE)
 # Parameter names whose values are identifiers or codes: case-insensitive in practice.
 _ID_NAME_RE = re.compile(
     r"(?:^|_)(?:id|ids|code|codes|sku|symbol|ticker|currency|country|iata|icao|airport|unit|units|status|type|"
@@ -82,7 +83,8 @@ class ParamSpec:
         default: The default value, or ``_MISSING``.
         default_source: ``"schema"`` (a ``default`` key) or ``"description"`` (read from the prose).
         casefold: Short strings compare case-insensitively (an enum, an email, an id/code name, or a
-            description that says "case-insensitive"), never for secrets and paths.
+            description that says "case-insensitive", "IATA code", "ISO 4217 code", "identifier"), never
+            for secrets and paths.
         sensitive: Case always matters (passwords, tokens, paths, URLs, free content).
         unordered: ``"schema"`` (``uniqueItems``), ``"option"`` (the verifier was told), ``"description"``
             ("in any order") or None for an ordered list.
@@ -410,6 +412,17 @@ def _maybe_alias(a: str, b: str) -> bool:
     return set(short) <= set(long_)
 
 
+_NEGATIONS = frozenset("not no never none nor without don't doesn't didn't isn't aren't won't can't cannot "
+                       "shouldn't except unless".split())
+
+
+def _meaning_flip(a: str, b: str) -> bool:
+    """Whether the words only one of two similar texts has include a negation or a number: the tokens a
+    policy would add to turn an accepted paraphrase into the opposite instruction."""
+    diff = set(tokens(a)) ^ set(tokens(b))
+    return any(t in _NEGATIONS or any(c.isdigit() for c in t) for t in diff)
+
+
 def json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -513,6 +526,8 @@ def _compare_strings(a: str, b: str, p: ParamSpec, path: str, notes: list[str], 
     words = max(sa.count(" "), sb.count(" ")) + 1
     if words >= 4:
         overlap = dice(sa, sb)
+        if overlap >= text_threshold and _meaning_flip(sa, sb):
+            return UNSURE  # "refund in full" vs "do not refund in full": high overlap, opposite meaning
         if overlap >= text_threshold:
             notes.append(f"text_overlap:{path}")
             return SAME

@@ -92,3 +92,22 @@ def score(labels: Sequence[bool], predictions: Sequence[bool]) -> Scores:
         else:
             s.tn += 1
     return s
+
+
+def toolcall_suite(name: str = "toolcall_pairs.jsonl", tools: str = "toolcall_tools.json") -> list[dict[str, Any]]:
+    """The rule-level tool-call suite: API-style schemas whose descriptions state defaults in prose, and
+    pairs of every relaxation class and its negative. Rows gain ``expected_action``, ``candidate_action``
+    and ``context`` (no sandbox: these records carry no world, as with plain chat datasets)."""
+    ctx = VerifyContext(tools=json.loads((DATA / tools).read_text()))
+    rows = load_rows(name)
+    for r in rows:
+        r["expected_action"] = Action(tool_calls=(ToolCall.from_parts(r["tool"], r["expected"]),))
+        r["candidate_action"] = Action(tool_calls=(ToolCall.from_parts(r.get("candidate_tool", r["tool"]),
+                                                                       r["candidate"]),))
+        r["context"] = ctx
+    return rows
+
+
+def suite_verdicts(verifier: Verifier | str, rows: Sequence[dict[str, Any]]) -> list[Verdict]:
+    v = make_verifier(verifier) if isinstance(verifier, str) else verifier
+    return [v.verify(r["expected_action"], r["candidate_action"], r["context"]) for r in rows]
