@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from labelled import load_rows, score, terminal_verdicts
+from labelled import load_rows, score, suite_verdicts, terminal_verdicts, toolcall_suite
 
 from pivot_envs import get_domain
-from verifiers import verify_file
+from verifiers import Verdict, verify_file
+from verifiers.judge import CallableBackend
 
 PRECISION_BAR = 0.95
 
@@ -66,3 +67,39 @@ def test_terminal_suite():
         verifier = "terminal" if name.startswith("terminal") else name
         results[name] = (labels, [v.to_dict() for v in terminal_verdicts(verifier, rows, sandbox=sandbox)])
     check("terminal", results)
+
+
+def test_toolcall_suite_reads_schemas_as_people_write_them():
+    rows = toolcall_suite()
+    labels = [r["label"] for r in rows]
+    assert len(rows) >= 60 and 0.3 < sum(labels) / len(labels) < 0.7
+    results = {name: (labels, [v.to_dict() for v in suite_verdicts(name, rows)])
+               for name in ("toolcall", "tool_use", "exact", "nemo")}
+    check("toolcall", results)
+    verdicts = results["toolcall"][1]
+    # every failure class of the suite with its negative: defaults stated only in prose are all found
+    prose = [i for i, r in enumerate(rows) if r["class"] == "description_default"]
+    assert len(prose) >= 10 and all(verdicts[i]["equivalent"] for i in prose)
+    assert not any(verdicts[i]["equivalent"] for i, r in enumerate(rows) if r["class"] == "default_differs")
+    # every acceptance of two different spellings names the relaxations it used
+    for r, v in zip(rows, verdicts, strict=True):
+        if v["equivalent"] and r["expected"] != r["candidate"]:
+            assert v["details"]["relaxations"], r["note"]
+            assert any(x.startswith("default_from_description:") for x in v["details"]["relaxations"]) \
+                or r["class"] != "description_default"
+
+
+def test_a_judge_only_decides_what_the_rules_were_unsure_of():
+    """With a judge that says yes to everything, only verdicts the rules marked uncertain can change."""
+    rows = toolcall_suite()
+    plain = suite_verdicts("tool_use", rows)
+    from verifiers import make_verifier
+
+    yes = make_verifier("tool_use", judge=CallableBackend(lambda prompt: "[[A=B]]", "always-yes"))
+    judged = suite_verdicts(yes, rows)
+    changed = [(r, a, b) for r, a, b in zip(rows, plain, judged, strict=True) if a.equivalent != b.equivalent]
+    assert changed, "the suite has uncertain pairs a judge should settle"
+    for r, before, after in changed:
+        assert Verdict.uncertain.fget(before) and after.method == "judge", r["note"]
+    assert yes.judge.stats["questions"] == len(changed) + sum(
+        1 for a, b in zip(plain, judged, strict=True) if a.uncertain and a.equivalent == b.equivalent)
