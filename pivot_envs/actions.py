@@ -200,6 +200,9 @@ class ToolCall:
         if not isinstance(name, str) or not name.strip():
             error = "tool call has no function name" + (f" (got {type(name).__name__})" if name is not None else "")
             name = name if isinstance(name, str) else ""
+        elif _surrogate_error(name):  # a name that cannot be encoded would break every digest and log line
+            error, name = "tool call name has an unpaired surrogate; it is not valid Unicode", _clean(name)
+        call_id = _clean(call_id) if isinstance(call_id, str) else None
         if isinstance(arguments, str):
             raw = arguments
         else:

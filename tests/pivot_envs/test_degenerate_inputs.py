@@ -86,6 +86,13 @@ def test_unpaired_surrogate_in_raw_text_is_a_parse_error():
     assert_never_raises(action)
 
 
+def test_unpaired_surrogate_in_a_structured_call_name_or_id_is_cleaned():
+    message = {"role": "assistant", "tool_calls": [{"id": "c\udfff", "function": {"name": "f\ud800", "arguments": "{}"}}]}
+    action = Action.coerce(message)
+    assert "surrogate" in action.malformed
+    json.dumps(action.to_message(), ensure_ascii=False).encode("utf-8")  # digests and logs can encode it
+
+
 class Opaque:
     pass
 
@@ -233,6 +240,43 @@ def test_fuzz_parse_never_raises_and_always_returns_an_action():
         except Exception as exc:  # noqa: BLE001 - the test reports which input broke the contract
             pytest.fail(f"input #{i} {text[:120]!r}... raised {type(exc).__name__}: {exc}")
         assert action.malformed is None or isinstance(action.malformed, str)
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    """Python values a message dict could hold: JSON ones and a few that are not."""
+    kind = rng.randrange(12 if depth < 4 else 7)
+    return [
+        lambda: rng.choice(FRAGMENTS) * rng.randrange(3),
+        lambda: rng.randrange(-10, 10) * 10 ** rng.choice([0, 5, 4400]),
+        lambda: rng.choice([0.5, float("nan"), float("inf"), -0.0]),
+        lambda: rng.choice([True, False, None]),
+        lambda: {1, 2},
+        lambda: b"bytes",
+        lambda: DEEP if rng.random() < 0.5 else "{" * rng.randrange(5),
+        lambda: [random_value(rng, depth + 1) for _ in range(rng.randrange(4))],
+        lambda: {rng.choice(["name", "arguments", "x", "function", "id"]): random_value(rng, depth + 1)
+                 for _ in range(rng.randrange(4))},
+        lambda: {"name": random_value(rng, depth + 1), "arguments": random_value(rng, depth + 1)},
+        lambda: {"id": random_value(rng, depth + 1), "function": random_value(rng, depth + 1)},
+        lambda: [{"function": {"name": "f", "arguments": random_value(rng, depth + 1)}}],
+    ][kind]()
+
+
+def test_fuzz_structured_messages_never_raise():
+    rng = random.Random(7)
+    for i in range(2000):
+        message = {"role": "assistant"}
+        for key in ("content", "tool_calls", "reasoning_content"):
+            if rng.random() < 0.6:
+                message[key] = random_value(rng)
+        try:
+            assert_never_raises(Action.coerce(message))
+        except Exception as exc:  # noqa: BLE001 - the test reports which input broke the contract
+            try:
+                shown = repr(message)[:160]
+            except ValueError:  # an int past the conversion limit cannot be shown either
+                shown = "(unprintable)"
+            pytest.fail(f"message #{i} {shown}... raised {type(exc).__name__}: {exc}")
 
 
 # ---------------------------------------------------------------------------------------------------
