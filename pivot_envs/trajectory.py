@@ -331,28 +331,29 @@ def read_jsonl(path: str | Path) -> Iterator[JsonLine]:
     """
     with open(path, "rb") as fh:
         head = fh.read(4096)
-        encoding = _foreign_encoding(head)
-        if encoding is not None:
+        foreign = _foreign_encoding(head)
+        if foreign is not None:
+            encoding, iconv_name = foreign
             yield JsonLine(1, error=f"the file is {encoding}; JSON Lines files must be UTF-8. Convert it, e.g. "
-                                    f"`iconv -f {encoding.split()[0]} -t UTF-8 IN > OUT`", field=FILE_FIELD)
+                                    f"`iconv -f {iconv_name} -t UTF-8 IN > OUT`", field=FILE_FIELD)
             return
         fh.seek(3 if head.startswith(b"\xef\xbb\xbf") else 0)  # a UTF-8 BOM (Windows editors) is harmless
         yield from _decode_lines(_text_lines(fh))
 
 
-def _foreign_encoding(head: bytes) -> str | None:
-    """``"UTF-16 LE ..."`` etc. when the first bytes show a UTF-16/32 file (with or without a BOM), else None."""
+def _foreign_encoding(head: bytes) -> tuple[str, str] | None:
+    """``(description, iconv name)`` when the first bytes show a UTF-16/32 file (with or without a BOM)."""
     for bom, name in ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
                       (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE")):
-        if head.startswith(bom):
-            return f"{name} (it starts with a byte-order mark)"
+        if head.startswith(bom):  # iconv's plain UTF-16/UTF-32 reads the mark and drops it
+            return f"{name} (it starts with a byte-order mark)", name[:6]
     pairs = len(head) // 2
     if pairs and head.count(0) * 4 >= len(head):  # JSON text is mostly ASCII: every other byte NUL is UTF-16
         odd, even = head[1::2].count(0), head[0::2].count(0)
         if odd >= 0.4 * pairs and even < 0.1 * pairs:
-            return "UTF-16LE (no byte-order mark; every other byte is NUL)"
+            return "UTF-16LE (no byte-order mark; every other byte is NUL)", "UTF-16LE"
         if even >= 0.4 * pairs and odd < 0.1 * pairs:
-            return "UTF-16BE (no byte-order mark; every other byte is NUL)"
+            return "UTF-16BE (no byte-order mark; every other byte is NUL)", "UTF-16BE"
     return None
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -388,6 +390,11 @@ def test_utf16_file_gets_one_clear_error(tmp_path, encoding):
     assert "UTF-16" in err.message and "iconv" in err.message
     with pytest.raises(TrajectoryError, match="UTF-16"):
         load_trajectories(tmp_path / "t.jsonl", strict=True)
+    if shutil.which("iconv"):  # the suggested command is the fix
+        command = err.message.split("`")[1].replace("IN", str(tmp_path / "t.jsonl")).replace("OUT", str(tmp_path / "u.jsonl"))
+        subprocess.run(command, shell=True, check=True)
+        fixed = load_trajectories(tmp_path / "u.jsonl")
+        assert [t.id for t in fixed] == ["a", "b"] and fixed.errors == []
 
 
 def test_utf8_bom_is_accepted(tmp_path):
