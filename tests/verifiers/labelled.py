@@ -26,9 +26,13 @@ def bash(command: str) -> Action:
     return Action(tool_calls=(ToolCall.from_parts("bash", {"command": command}),))
 
 
-def terminal_verdicts(verifier: Verifier | str, rows: Sequence[dict[str, Any]], *, sandbox: bool = True) -> list[Verdict]:
-    """Score terminal pairs: one local sandbox per (env, prefix, gold) group, candidates in one batch."""
+def terminal_verdicts(verifier: Verifier | str, rows: Sequence[dict[str, Any]], *, sandbox: bool = True,
+                      sandbox_factory: Any = None) -> list[Verdict]:
+    """Score terminal pairs: one sandbox per (env, prefix, gold) group (local unless ``sandbox_factory``,
+    e.g. ``DockerSandbox``, is given), candidates in one batch."""
     from sandboxes.local import LocalSandbox
+
+    factory = sandbox_factory or LocalSandbox
 
     v = make_verifier(verifier) if isinstance(verifier, str) else verifier
     envs = json.loads((DATA / "terminal_envs.json").read_text())
@@ -41,7 +45,7 @@ def terminal_verdicts(verifier: Verifier | str, rows: Sequence[dict[str, Any]], 
         ctx = VerifyContext(tools=BASH_TOOLS, executor=GENERIC.execute)
         sb = None
         if sandbox:
-            sb = LocalSandbox(files=spec["files"], setup=spec.get("setup", ()), timeout=spec.get("timeout", 10))
+            sb = factory(files=spec["files"], setup=spec.get("setup", ()), timeout=spec.get("timeout", 10))
             for command in prefix:
                 assert sb.exec(command).ok, command
             ctx.sandbox = sb
