@@ -448,9 +448,11 @@ def _multiline_record(first: str, take: Callable[[], _TextLine | None]) -> tuple
 
     Joins the following lines until they parse as one JSON value; stops at a real syntax error, an
     undecodable line, or :data:`_MULTILINE_MAX_LINES` / :data:`_MULTILINE_MAX_CHARS`. Parsing is tried
-    only where a line ends with a closing bracket, so the cost stays near linear in the lines looked at.
+    only where a line ends with a closing bracket, and all attempts together parse at most 16 times the
+    text taken, so a hostile file costs linear time.
     """
     parts, size, taken = [first], len(first), []
+    parsed = 0
     while len(taken) < _MULTILINE_MAX_LINES and size < _MULTILINE_MAX_CHARS:
         item = take()
         if item is None:
@@ -461,9 +463,10 @@ def _multiline_record(first: str, take: Callable[[], _TextLine | None]) -> tuple
             break
         parts.append(text)
         size += len(text) + 1
-        if not text.rstrip().endswith(("}", "]")):
+        if not text.rstrip().endswith(("}", "]")) or parsed > 16 * size + 65536:
             continue
         joined = "\n".join(parts)
+        parsed += len(joined)
         try:
             json.loads(joined)
         except json.JSONDecodeError as exc:
