@@ -239,9 +239,12 @@ class ToolCall:
 
 def _safe_repr(value: Any, limit: int = 200) -> str:
     """A bounded description of a value that could not be serialised (for ``raw_arguments``)."""
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        # never repr a container: shared references make its repr exponential in the nesting depth
+        return f"<{type(value).__name__} of {len(value)} items>"
     try:
         text = repr(value)
-    except Exception:  # noqa: BLE001 - a hostile __repr__ (or a recursion) must not escape
+    except Exception:  # noqa: BLE001 - a hostile __repr__ (or an int past the conversion limit) must not escape
         text = f"<{type(value).__name__}>"
     return text[:limit]
 
@@ -287,7 +290,7 @@ class Action:
         if isinstance(content, list):  # content parts
             content = "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
         elif not isinstance(content, str):
-            content = _safe_repr(content, MAX_ACTION_CHARS)
+            return cls(parse_error=f"content must be a string or a list of text parts, got {type(content).__name__}")
         reasoning = message.get("reasoning_content")
         reasoning = reasoning if isinstance(reasoning, str) else None
         size = len(content) + len(reasoning or "")

@@ -144,8 +144,10 @@ def test_nested_python_arguments_are_a_call_error():
         ({"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}] * 100_000},
          str(MAX_ACTION_CHARS)),
         ({"role": "assistant", "content": "ok", "reasoning_content": {"a": 1}}, None),
+        ({"role": "assistant", "content": {"text": "hi"}}, "content must be"),
     ],
-    ids=["non-text-part", "tool-calls-string", "int-name", "none-call", "long-content", "many-calls", "dict-reasoning"],
+    ids=["non-text-part", "tool-calls-string", "int-name", "none-call", "long-content", "many-calls", "dict-reasoning",
+         "dict-content"],
 )
 def test_odd_message_shapes_never_raise(message, reason):
     action = Action.coerce(message)
@@ -153,6 +155,20 @@ def test_odd_message_shapes_never_raise(message, reason):
         assert action.malformed is not None and reason in action.malformed, action.malformed
     assert action.reasoning is None or isinstance(action.reasoning, str)
     assert_never_raises(action)
+
+
+def test_arguments_with_shared_references_cost_linear_time():
+    bomb: list = []
+    for _ in range(40):  # 2**40 paths through 40 lists: a walk or repr of every path never ends
+        bomb = [bomb, bomb]
+    start = time.perf_counter()
+    action = Action.coerce({"role": "assistant", "content": bomb,
+                            "tool_calls": [{"function": {"name": "f", "arguments": {"x": bomb}}}]})
+    assert action.content == "" and "too large" in action.malformed  # a list is content parts: none is text
+    call = ToolCall.from_parts("f", {"x": bomb})
+    assert call.error is not None and f"more than {MAX_ACTION_CHARS} JSON values" in call.error
+    assert_never_raises(Action(tool_calls=(call,)))
+    assert time.perf_counter() - start < 2.0
 
 
 def test_hand_built_calls_render_without_raising():
