@@ -41,6 +41,7 @@ from typing import Any
 
 from pivot_envs.actions import MAX_JSON_DEPTH, describe, json_problem, loads_checked
 from pivot_envs.trajectory import (
+    MAX_LINE_BYTES,
     MAX_RECORD_DEPTH,
     RecordError,
     Trajectory,
@@ -83,7 +84,8 @@ def _require_object(obj: Any, where: str = "<record>") -> dict[str, Any]:
 def _row(obj: Any) -> dict[str, Any]:
     """A converter's input row: an object, and safe to walk (the converters recurse and deep-copy)."""
     row = _require_object(obj)
-    problem = json_problem(row, max_depth=MAX_RECORD_DEPTH)
+    # a row read from a file has fewer values than bytes in its line; the cap stops shared-reference bombs
+    problem = json_problem(row, max_depth=MAX_RECORD_DEPTH, max_nodes=MAX_LINE_BYTES)
     if problem is not None:
         raise TrajectoryError(problem[1], field=problem[0] or "<record>")
     return row
