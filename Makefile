@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup test demo demo-quick lint bench clean setup-vllm test-vllm
 
-# torch is installed first and pinned: the CPU wheel on our machines, never a multi-GB CUDA build.
+# torch is installed first and pinned, so no other requirement picks its build: pip takes the wheel its
+# index serves (PyPI: the CUDA build on Linux x86_64; a CPU-only index or local wheel: the CPU build).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -32,8 +33,9 @@ test-vllm: setup-vllm
 demo: setup
 	$(VENV)/bin/pivotrl demo
 
+# its own directory: a quick run never overwrites the full demo's report
 demo-quick: setup
-	$(VENV)/bin/pivotrl demo --quick
+	$(VENV)/bin/pivotrl demo --quick --out runs/demo-quick
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -166,6 +166,8 @@ def data_validate(path: Path = typer.Argument(..., help="A JSONL file of traject
             raise
         err.print(f"[red]invalid:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
+    if result.file_errors:  # the whole file is unusable (empty, wrong encoding): a mistake, not a finding
+        raise _fail("; ".join(str(e) for e in result.file_errors), 2)
     if not result.trajectories and not result.errors:
         raise TrajectoryError("no records: the file has no JSON object (one trajectory record per line "
                               "is expected)", path=str(path))
