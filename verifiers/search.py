@@ -19,9 +19,9 @@ Stages, first decisive wins:
    * search: both queries run against the domain's own index (never the live web): the ``index(query, k)
      -> [doc_id]`` callable given to the constructor (:func:`bm25_index` builds one with ``bm25s``), or
      else the context's sandbox and executor (the domain's search tool in twin forks, its results
-     parsed as ids). The two ranked lists are compared with rank-biased overlap (:func:`rank_overlap`,
-     persistence ``p``, depth ``k``), which weighs agreement at the top most; at least ``threshold``
-     accepts, else ``RESULTS_DIFFER``. Without an index or sandbox: query token Dice >=
+     parsed as ids). The two ranked lists must have the same first result (``same_top``) and a
+     rank-biased overlap (:func:`rank_overlap`, persistence ``p``, depth ``k``), which weighs agreement
+     at the top most, of at least ``threshold``; else ``RESULTS_DIFFER``. Without an index or sandbox: query token Dice >=
      ``query_threshold`` (0.6; NeMo's ``search_pivot`` 0.3 on its half-scale overlap), a tentative
      verdict a judge may overrule.
    * open: with a sandbox, both opens run in twin forks: the same resulting world (the same document
@@ -156,7 +156,7 @@ def rank_overlap(a: Sequence[str], b: Sequence[str], *, p: float = 0.8, depth: i
     >>> rank_overlap(["a", "b", "c"], ["a", "b", "c"]), rank_overlap(["a", "b"], ["c", "d"])
     (1.0, 0.0)
     >>> round(rank_overlap(["a", "b", "c"], ["b", "a", "c"]), 3)
-    0.754
+    0.59
     """
     a, b = list(a)[:depth], list(b)[:depth]
     n = max(len(a), len(b))
@@ -261,12 +261,17 @@ def compare_answers(gold: str | Sequence[str], candidate: str, *, question: str 
 
 
 def task_answers(ctx: VerifyContext, expected_answer: str) -> list[str]:
-    """The demonstration's answer, plus the record's ``task.aliases`` when it is the task's answer."""
+    """The demonstration's answer, plus the record's ``task.answer`` and ``task.aliases`` when the
+    demonstration gives one of them."""
     task = (ctx.trajectory.task if ctx.trajectory is not None else None) or {}
     out = [expected_answer]
     gold = task.get("answer")
-    if isinstance(gold, str) and answer_tokens(extract_answer(expected_answer)) == answer_tokens(gold):
-        out += [a for a in task.get("aliases") or () if isinstance(a, str)]
+    if not isinstance(gold, str):
+        return out
+    forms = [gold, *(a for a in task.get("aliases") or () if isinstance(a, str))]
+    # The demonstration may give the answer in any accepted form (``copy`` for ``shutil.copy``).
+    if answer_tokens(extract_answer(expected_answer)) in [answer_tokens(f) for f in forms]:
+        out += forms
     return out
 
 
@@ -402,8 +407,8 @@ class SearchDecideStage(Stage):
     name = "search"
 
     def __init__(self, index: SearchIndex | None, *, k: int, threshold: float, p: float, query_threshold: float,
-                 find_threshold: float, answer_threshold: float, messages_final: bool):
-        self.index, self.k, self.threshold, self.p = index, k, threshold, p
+                 find_threshold: float, answer_threshold: float, messages_final: bool, same_top: bool = True):
+        self.index, self.k, self.threshold, self.p, self.same_top = index, k, threshold, p, same_top
         self.query_threshold, self.find_threshold = query_threshold, find_threshold
         self.answer_threshold, self.messages_final = answer_threshold, messages_final
 
@@ -441,6 +446,11 @@ class SearchDecideStage(Stage):
             return decide(Verdict.reject("execution", Category.EXIT_DIFFERS, reason="the candidate's search failed"))
         score = round(rank_overlap(a, b, p=self.p, depth=self.k), 4)
         details = {"rank_overlap": score, "k": self.k, "p": self.p, "expected": a[:5], "got": b[:5]}
+        if self.same_top and a[:1] != b[:1]:
+            # The same documents in another order can still point elsewhere: "plistlib.loads" finds the
+            # documents "plistlib.dumps" finds, with loads first.
+            return decide(Verdict.reject("execution", Category.RESULTS_DIFFER, reason="another first result",
+                                         **details))
         if score >= self.threshold:
             return decide(Verdict.accept("execution", **details))
         return decide(Verdict.reject("execution", Category.RESULTS_DIFFER, threshold=self.threshold, **details))
@@ -503,6 +513,8 @@ class SearchCascade(Cascade):
         threshold: Rank-biased overlap of the two result lists needed (0.6: the same top document and most
             of the rest, in about the same order).
         p: Persistence of the rank-biased overlap (lower = the top ranks weigh more).
+        same_top: Also require the same first result (a query that ranks another document first is
+            after another document, however much the rest overlaps).
         query_threshold: Query token Dice of the no-index rule.
         find_threshold: Jaccard of the lines two find patterns match.
         answer_threshold: Token F1 an answer needs after normalisation.
@@ -518,7 +530,7 @@ class SearchCascade(Cascade):
 
     def __init__(self, *, index: SearchIndex | None = None, k: int = 10, threshold: float = 0.6, p: float = 0.8,
                  query_threshold: float = 0.6, find_threshold: float = 0.5, answer_threshold: float = 0.8,
-                 max_k: int = 10, max_query_words: int = 32, drop_stopwords: bool = False,
+                 max_k: int = 10, max_query_words: int = 32, same_top: bool = True, drop_stopwords: bool = False,
                  message_mode: str = "answer", judge: LLMJudge | JudgeBackend | str | None = None,
                  judge_cache_dir: str | Path | None = None):
         for name, value in (("threshold", threshold), ("query_threshold", query_threshold),
@@ -541,7 +553,7 @@ class SearchCascade(Cascade):
             ExactStage(lambda a, ctx: _key(a, drop_stopwords)),
             SearchDecideStage(index, k=k, threshold=threshold, p=p, query_threshold=query_threshold,
                               find_threshold=find_threshold, answer_threshold=answer_threshold,
-                              messages_final=final),
+                              messages_final=final, same_top=same_top),
             JudgeStage(judge, kinds=("message", "tool_call"), rules=(
                 "Searches are equivalent when they would retrieve the same information for this task; pages when "
                 "they are the same page; answers when they state the same answer, and only one answer.")),

@@ -70,6 +70,7 @@ class Question:
     api_doc: str
     find: str  # the pattern that shows the answer's line in the API document
     evidence: list[str] = field(default_factory=list)
+    quote: str = ""  # ``which``: the sentence quoted from the function's document
 
 
 def _sentences(text: str) -> list[str]:
@@ -140,14 +141,31 @@ def verify_question(corpus: Corpus, q: Question) -> list[str]:
             problems.append(f"the signature of {q.function} does not list {q.answer} parameters")
     elif q.family == "which":
         module_apis = [i for i in corpus.ids if i.startswith(f"api:{q.module}.")]
-        hits = {corpus.docs[i].name for i in _occurrences(corpus, q.find, module_apis)}
+        hits = {corpus.docs[i].name for i in _occurrences(corpus, q.quote, module_apis)}
         if hits != {q.function} or q.answer != q.function:
             problems.append(f"the sentence is in the documents of {sorted(hits)}, not only {q.function}")
+        if not _line_with(corpus.docs[q.api_doc].text, q.find) or q.find.casefold() not in q.quote.casefold():
+            problems.append(f"find({q.find!r}) shows no line of {q.api_doc} or is not part of the quote")
     else:
         problems.append(f"unknown family {q.family!r}")
     if not answer_tokens(q.answer) or set(answer_tokens(q.answer)) & FILLER:
         problems.append(f"answer {q.answer!r} is empty or made of filler words after normalisation")
     return problems
+
+
+def _line_with(text: str, pattern: str) -> bool:
+    return any(pattern.casefold() in line.casefold() for line in text.splitlines())
+
+
+def _line_fragment(text: str, quote: str, min_words: int = 4) -> str | None:
+    """The longest run of the quote's words that one line of ``text`` holds (find works line by line)."""
+    words = quote.split()
+    for n in range(len(words), min_words - 1, -1):
+        for i in range(len(words) - n + 1):
+            frag = " ".join(words[i:i + n])
+            if _line_with(text, frag):
+                return frag
+    return None
 
 
 def _module_phrases(corpus: Corpus, module: str) -> list[tuple[str, str]]:
@@ -198,9 +216,11 @@ def generate_questions(corpus: Corpus, seed: int = 0, per_family: int = 55) -> l
             quotes = [s for s in _sentences(body) if _good_sentence(s, f, 6, 14)]
             if quotes:
                 quote = rng.choice(quotes)
-                candidates["which"].append(Question(
-                    "which", f'{intro} Which function of that module is documented with the words "{quote}"? '
-                    "Give its dotted name.", d.name, [f], find=quote, **base))
+                frag = _line_fragment(corpus.docs[d.doc_id].text, quote)
+                if frag is not None:
+                    candidates["which"].append(Question(
+                        "which", f'{intro} Which function of that module is documented with the words "{quote}"? '
+                        "Give its dotted name.", d.name, [f], find=frag, quote=quote, **base))
     out = []
     for family in FAMILIES:
         pool = [q for q in candidates[family] if not verify_question(corpus, q)]
@@ -236,8 +256,8 @@ def second_hop_queries(q: Question) -> list[str]:
     """Equivalent second-hop queries for the function's document."""
     module, f = q.module, q.function.rsplit(".", 1)[-1]
     if q.family == "which":
-        words = _content_words(q.find)
-        return [f"{module} {' '.join(words)}", f"{q.find} {module}"]
+        words = _content_words(q.quote)
+        return [f"{module} {' '.join(words)}", f"{q.quote} {module}"]
     return [q.function, f"{module} {f}", f"{f} {module} function"]
 
 
@@ -312,7 +332,8 @@ def generate(seed: int = 0, per_family: int = 55) -> list[dict[str, Any]]:
             "env": {"sandbox": "inprocess", "state": {"opened": None, "visited": []}, "corpus": corpus.version},
             "messages": messages,
             "task": {"answer": q.answer, "aliases": q.aliases, "family": q.family, "evidence": q.evidence,
-                     "phrase": q.phrase, "function": q.function, "find": q.find, "success": {"kind": "answer"}},
+                     "phrase": q.phrase, "function": q.function, "find": q.find, "quote": q.quote,
+                     "success": {"kind": "answer"}},
             "metadata": {"source": "generated", "seed": seed, "family": q.family},
         })
     return records
@@ -324,7 +345,8 @@ def question_of_record(record: dict[str, Any]) -> Question:
     module_doc, api_doc = task["evidence"]
     module = module_doc.split(":", 1)[1].split("#", 1)[0]
     return Question(task["family"], record["messages"][1]["content"], task["answer"], list(task["aliases"]), module,
-                    module_doc, task["phrase"], task["function"], api_doc, task["find"], list(task["evidence"]))
+                    module_doc, task["phrase"], task["function"], api_doc, task["find"], list(task["evidence"]),
+                    task.get("quote", ""))
 
 
 def main(argv: list[str] | None = None) -> None:
