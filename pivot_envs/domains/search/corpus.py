@@ -11,8 +11,8 @@ Nobody in this project wrote it and it installs offline with Python itself:
   shown as ``...``).
 
 Texts are cut into chunks of about :data:`CHUNK_CHARS` characters on paragraph boundaries, so ids are
-stable as long as the texts are. :func:`load_corpus` builds everything once per process (about a
-quarter of a second) and keeps it; the index is shared read-only by every sandbox.
+stable as long as the texts are. :func:`load_corpus` builds everything once per process (about 0.4 s
+on one core: no disk cache is needed) and keeps it; the index is shared read-only by every sandbox.
 
 The texts change between Python versions (and occasionally between patch releases), so a corpus has a
 :attr:`Corpus.version`: the Python ``major.minor`` and a sha256 over every document id, title and text.
@@ -178,7 +178,11 @@ class Corpus:
     """Documents by id, a BM25 index over them (``bm25s``), and the corpus version."""
 
     def __init__(self, documents: Iterable[Document]):
-        import bm25s  # noqa: PLC0415 - the [search] extra
+        try:
+            import bm25s  # noqa: PLC0415 - the [search] extra
+        except ImportError as exc:
+            raise ImportError("pivot/Search-v0 indexes its corpus with 'bm25s', which is not installed: "
+                              "pip install 'pivotrl[search]' (or pip install bm25s)") from exc
 
         self.docs: dict[str, Document] = {}
         for d in sorted(documents, key=lambda d: (d.kind, d.name, d.chunk)):
