@@ -18,7 +18,7 @@ from typing import Any
 
 from pivot_envs.actions import ToolCall
 from pivot_envs.trajectory import Trajectory, load_trajectories
-from sandboxes.core import ExecResult, Sandbox
+from sandboxes.core import ExecResult, Sandbox, timeout_problem
 from sandboxes.inprocess import InProcessSandbox, ToolFunction
 
 logger = logging.getLogger(__name__)
@@ -115,10 +115,20 @@ class Domain:
             result = sandbox.call_tool(call.name, call.arguments)
         elif call.name == "bash":
             command = call.arguments.get("command")
+            timeout = call.arguments.get("timeout")
+            problem = timeout_problem(timeout)
+            limit = sandbox.default_timeout
             if not isinstance(command, str):
                 result = ExecResult(1, stderr="Error: bash needs a string argument 'command'")
+            elif problem:
+                # An invalid action, not a crash: the command does not run and the model is told why.
+                result = ExecResult(2, stderr=f"Error: invalid action: {problem}; the command was not run. Pass "
+                                              f"a positive number of seconds (at most {limit}) or no timeout.")
             else:
-                result = sandbox.exec(command, timeout=call.arguments.get("timeout"))
+                # The model may ask for less time than the domain allows, never more.
+                if timeout is not None and limit is not None:
+                    timeout = min(float(timeout), limit)
+                result = sandbox.exec(command, timeout=timeout)
         else:
             result = ExecResult(1, stderr=f"Error: unknown tool {call.name!r} (this sandbox only runs 'bash')")
         return format_exec_output(call, result), result

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -91,6 +93,60 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
 
 
+#: The ``PATH`` of trusted checks: system directories only, none of which a sandbox user can write.
+CHECK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Defined before a check script runs: Python runs isolated (``-I``: neither the script's nor the working
+#: directory on ``sys.path``, no ``PYTHON*`` variables, no user site; ``-S``: no ``site``, so no ``.pth``,
+#: ``sitecustomize`` or ``usercustomize``) wherever the script says ``python3`` or ``python``.
+_CHECK_PRELUDE = """\
+python3() { "$PIVOTRL_PYTHON" -I -S "$@"; }
+python() { "$PIVOTRL_PYTHON" -I -S "$@"; }
+export -f python3 python
+cd -- "$PIVOTRL_WORKSPACE" || exit 97
+"""
+
+
+def check_command(script: str) -> str:
+    """The shell command that runs a trusted ``script`` (an episode's success test) isolated from what
+    the agent could have written: see :meth:`Sandbox.run_check`."""
+    inner = shlex.quote(_CHECK_PRELUDE + script)
+    return (
+        f"PATH={CHECK_PATH}; export PATH; "
+        'w=$(pwd -P) && py=$(command -v python3 || echo /usr/bin/python3) && cd / && '
+        'h=$(mktemp -d /tmp/pivotrl-check.XXXXXXXX) || exit 97; '
+        f'env -i PATH={CHECK_PATH} HOME="$h" TMPDIR="$h" LANG=C.UTF-8 LC_ALL=C.UTF-8 TERM=dumb '
+        'PIVOTRL_WORKSPACE="$w" PIVOTRL_PYTHON="$py" GIT_CONFIG_GLOBAL=/dev/null GIT_OPTIONAL_LOCKS=0 '
+        # Command-line config outranks the repository's own: no fsmonitor or hook program of the agent runs.
+        "GIT_CONFIG_COUNT=3 GIT_CONFIG_KEY_0=core.fsmonitor GIT_CONFIG_VALUE_0=false "
+        "GIT_CONFIG_KEY_1=core.hooksPath GIT_CONFIG_VALUE_1=/dev/null "
+        "GIT_CONFIG_KEY_2=safe.directory GIT_CONFIG_VALUE_2='*' "
+        f"bash --noprofile --norc -c {inner}; rc=$?; rm -rf -- \"$h\"; exit $rc"
+    )
+
+
+def timeout_problem(value: Any) -> str | None:
+    """Why a ``timeout`` tool argument is invalid (not a finite positive number of seconds), or None.
+
+    A valid one never raises the sandbox's limit: executors clamp it to :attr:`Sandbox.default_timeout`
+    (:meth:`pivot_envs.domain.Domain.execute`).
+
+    >>> timeout_problem(5), timeout_problem("5") is not None, timeout_problem(float("nan")) is not None
+    (None, True, True)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"timeout must be a number of seconds, got {type(value).__name__} {str(value)[:40]!r}"
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return f"timeout {str(value)[:40]}... is too large to be a number of seconds"
+    if not math.isfinite(seconds) or seconds <= 0:
+        return f"timeout must be a finite positive number of seconds, got {value!r}"
+    return None
+
+
 def truncate_output(data: bytes, limit: int) -> tuple[str, bool]:
     """Decode ``data``, keeping the head and tail when it is longer than ``limit`` bytes.
 
@@ -125,6 +181,18 @@ class Sandbox(ABC):
             timeout: Seconds before the command is killed; ``None`` uses the sandbox default.
         """
         raise UnsupportedOperation(self.backend, "exec", "Use call_tool for in-process tool sandboxes.")
+
+    def run_check(self, script: str, *, timeout: float | None = None) -> ExecResult:
+        """Run a trusted bash ``script`` (an episode's success test) so that nothing the agent wrote
+        changes how it runs; call it on a fork the agent no longer reaches.
+
+        The script starts from ``/`` in a clean environment (:data:`CHECK_PATH`, ``HOME`` and ``TMPDIR`` a
+        fresh empty directory, no ``PYTHONPATH`` or ``BASH_ENV``, the sandbox's own variables dropped),
+        ``python3``/``python`` run isolated (``-I -S``), git ignores the repository's ``core.fsmonitor`` and
+        hooks; then it changes to the workspace, which records' scripts address relatively. What the
+        script itself executes from the workspace (the agent's program under test) runs as written.
+        """
+        return self.exec(check_command(script), timeout=timeout)
 
     def call_tool(self, name: str, arguments: dict[str, Any]) -> ExecResult:
         """Call one of the sandbox's tool functions with JSON arguments.
@@ -169,6 +237,13 @@ class Sandbox(ABC):
     @abstractmethod
     def _close(self) -> None:
         """Release every resource. Called at most once, by :meth:`close`."""
+
+    @property
+    def default_timeout(self) -> float | None:
+        """Seconds a command may run when the caller names none: the sandbox's limit (None if it has none).
+
+        Tool arguments never raise it: executors clamp a model's ``timeout`` to it."""
+        return getattr(self, "_timeout", None)
 
     @property
     def closed(self) -> bool:

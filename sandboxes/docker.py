@@ -94,7 +94,7 @@ from docker.types import Ulimit
 
 from sandboxes import digest as digest_module
 from sandboxes.core import ExecResult, Sandbox, Snapshot
-from sandboxes.errors import SandboxError, SnapshotError
+from sandboxes.errors import IncompleteListingError, SandboxError, SnapshotError, WalkLimitError
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,13 @@ printf '%s\n%s\n%s' "$t" "$p" "$m"
 #: The workspace digest, run with the image's python3: :mod:`sandboxes.digest`, the code
 #: :class:`~sandboxes.local.LocalSandbox` uses on the host, so equal workspaces hash equally on both.
 _DIGEST = inspect.getsource(digest_module)
+#: How the image's Python runs our helpers: isolated (``-I``: no script directory or working directory on
+#: ``sys.path``, no ``PYTHON*`` variables, no user site) and without ``site`` (``-S``: no ``.pth`` files,
+#: no ``sitecustomize``/``usercustomize``), so a ``hashlib.py`` planted in the workspace or a ``.pth``
+#: in the sandbox user's home cannot change a digest.
+_PYTHON = ("python3", "-I", "-S")
+#: Largest workspace listing read back (about 100 bytes per entry: a million entries).
+_LISTING_BYTES = 128 * 1024**2
 
 _DIFF_KINDS = {0: "modified", 1: "added", 2: "deleted"}
 _INIT_PATH = "/usr/sbin/docker-init"
@@ -570,6 +577,18 @@ class _Capture:
         return data.decode("utf-8", errors="replace"), True
 
 
+class _Whole:
+    """Keeps a whole stream up to ``limit`` bytes, and counts the rest (a listing is used whole or not at all)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.data, self.total = limit, bytearray(), 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if len(self.data) < self.limit:
+            self.data += data[: self.limit - len(self.data)]
+
+
 def _recv(sock: Any, size: int) -> bytes:
     if hasattr(sock, "recv"):
         return sock.recv(size)
@@ -871,11 +890,12 @@ class DockerSandbox(Sandbox):
     def _run(
         self,
         argv: list[str],
-        out: _Capture,
+        out: _Capture | _Whole,
         err: _Capture,
         *,
         deadline_s: float,
         environment: Mapping[str, str] | None = None,
+        workdir: str = WORKDIR,
     ) -> tuple[bool, int]:
         """Exec ``argv`` as the sandbox user; (finished before the host deadline, exit code)."""
         api = self._client.api
@@ -888,7 +908,7 @@ class DockerSandbox(Sandbox):
                 stdin=False,
                 tty=False,
                 user=self._user,
-                workdir=WORKDIR,
+                workdir=workdir,
                 environment=dict(environment or {}),
             )["Id"]
             sock = api.exec_start(exec_id, socket=True)
@@ -928,10 +948,13 @@ class DockerSandbox(Sandbox):
             raise self._fault("restart the container after a hung command", exc) from exc
 
     def _internal(self, argv: list[str], what: str, *, timeout_s: float = 60.0) -> str:
-        """Run one of our own helper commands (not the candidate's) and return its stdout."""
+        """Run one of our own helper commands (not the candidate's) and return its stdout.
+
+        They run from ``/``, not the workspace, so nothing a command left there is found relative to the
+        working directory (Python helpers also run isolated: :data:`_PYTHON`)."""
         out = _Capture(16 * 1024**2)
         err = _Capture(64 * 1024)
-        finished, exit_code = self._run(argv, out, err, deadline_s=timeout_s)
+        finished, exit_code = self._run(argv, out, err, deadline_s=timeout_s, workdir="/")
         if not finished or exit_code != 0:
             status = "timed out" if not finished else f"exit code {exit_code}"
             hint = " (the image needs bash, coreutils and python3)" if exit_code in (126, 127) else ""
@@ -1072,7 +1095,42 @@ class DockerSandbox(Sandbox):
         so equal workspaces have equal digests on both backends, except that a ``.git/index`` counts by
         its staged entries, not its stat cache (which differs between equal repositories)."""
         self._check_open()
-        return self._internal(["python3", "-c", _DIGEST, WORKDIR], "compute the state digest").strip()
+        return self._digest_helper(["--tree", WORKDIR], "compute the state digest").strip()
+
+    def manifest(self) -> dict[str, tuple[str, str]]:
+        """``{relative path: (kind, detail)}`` of all of ``/workspace`` (:func:`sandboxes.digest.walk`), read
+        whole from the container: complete, or :class:`~sandboxes.errors.IncompleteListingError` /
+        :class:`~sandboxes.errors.WalkLimitError`, never a part."""
+        self._check_open()
+        out = _Whole(_LISTING_BYTES)
+        err = _Capture(64 * 1024)
+        finished, exit_code = self._run([*_PYTHON, "-c", _DIGEST, "--list", WORKDIR], out, err, deadline_s=120.0,
+                                        workdir="/")
+        self._raise_walk_limit(exit_code, err)
+        complete = finished and exit_code == 0 and out.total <= _LISTING_BYTES
+        parsed = digest_module.parse_listing(bytes(out.data)) if complete else None
+        if parsed is None:
+            raise IncompleteListingError(
+                f"the listing of {self.container_id[:12]}:/workspace came back incomplete (finished={finished}, "
+                f"exit code {exit_code}, {out.total} bytes, cap {_LISTING_BYTES}): {err.text()[0][-500:]}")
+        return {os.fsdecode(rel): (kind.decode(), os.fsdecode(detail)) for rel, (kind, detail) in parsed.items()}
+
+    def _digest_helper(self, args: list[str], what: str) -> str:
+        out = _Capture(16 * 1024**2)
+        err = _Capture(64 * 1024)
+        finished, exit_code = self._run([*_PYTHON, "-c", _DIGEST, *args], out, err, deadline_s=120.0, workdir="/")
+        self._raise_walk_limit(exit_code, err)
+        if not finished or exit_code != 0:
+            status = "timed out" if not finished else f"exit code {exit_code}"
+            raise SandboxError(f"could not {what} in {self.container_id[:12]} ({status}): {err.text()[0][-2000:]}")
+        return out.text()[0]
+
+    @staticmethod
+    def _raise_walk_limit(exit_code: int, err: _Capture) -> None:
+        text = err.text()[0]
+        if exit_code == digest_module.LIMIT_EXIT and "pivotrl-walk-limit" in text:
+            limit = text.split("pivotrl-walk-limit", 1)[1].split()[0]
+            raise WalkLimitError(f"/workspace: {text.strip()[-500:]}", limit=limit)
 
     def content_digest(self, paths: Sequence[str]) -> str:
         """sha256 over the given workspace paths only: files by content and executable bit, directories by
@@ -1081,7 +1139,7 @@ class DockerSandbox(Sandbox):
         if isinstance(paths, str):
             raise TypeError("paths must be a sequence of paths, not one string; wrap it in a list")
         rel = [self._relative(p) for p in paths]
-        return self._internal(["python3", "-c", _DIGEST, WORKDIR, *rel], "compute a content digest").strip()
+        return self._digest_helper(["--paths", WORKDIR, *rel], "compute a content digest").strip()
 
     def changed_paths(self) -> list[tuple[str, str]]:
         """``(absolute path, "added" | "modified" | "deleted")`` for every path of the container's file system

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pivot_envs.actions import ToolCall
-from sandboxes.core import ExecResult, Sandbox, canonical_json
+from sandboxes.core import ExecResult, Sandbox, canonical_json, timeout_problem
 from verifiers.cascade import Memo, Stage, Step, decide
 from verifiers.core import Category, Verdict, VerifyContext
 from verifiers.toolcall import canonical_call
@@ -39,7 +39,13 @@ def default_executor(sandbox: Sandbox, call: ToolCall) -> tuple[str, ExecResult]
     """Run ``call`` when the context names no executor: a tool of an in-process sandbox, or ``bash``."""
     args = call.arguments or {}
     if call.name == "bash" and isinstance(args.get("command"), str):
-        result = sandbox.exec(args["command"], timeout=args.get("timeout"))
+        timeout, problem = args.get("timeout"), timeout_problem(args.get("timeout"))
+        if problem:
+            result = ExecResult(2, stderr=f"Error: invalid action: {problem}; the command was not run")
+            return result.stderr, result
+        if timeout is not None and sandbox.default_timeout is not None:
+            timeout = min(float(timeout), sandbox.default_timeout)  # tool arguments never raise the limit
+        result = sandbox.exec(args["command"], timeout=timeout)
         return result.stdout + result.stderr, result
     result = sandbox.call_tool(call.name, args)
     return (result.stdout if result.exit_code == 0 else result.stderr), result

@@ -420,8 +420,26 @@ def test_state_digest_reflects_content_only(image: str) -> None:
         DockerSandbox(dict(reversed(files.items())), image=image) as two,
     ):
         assert one.state_digest() == two.state_digest() == one.state_digest()
-        one.exec("mkdir __pycache__ && touch __pycache__/x.pyc /tmp/scratch ~/not-workspace")
+        one.exec("touch /tmp/scratch ~/not-workspace")
         assert one.state_digest() == two.state_digest()
+        # Caches count by presence, not bytes: rewriting one is no change, deleting one is.
+        for sb in (one, two):
+            sb.exec("mkdir __pycache__ && touch __pycache__/x.pyc")
+        one.exec("echo other > __pycache__/x.pyc")
+        assert one.state_digest() == two.state_digest()
+        one.exec("rm -r __pycache__")
+        assert one.state_digest() != two.state_digest()
+        one.exec("mkdir __pycache__ && touch __pycache__/x.pyc")
+        assert one.state_digest() == two.state_digest()
+        for change, undo in [("chmod 600 a.txt", "chmod 644 a.txt"), ("mkfifo p", "rm p")]:
+            one.exec(change)
+            assert one.state_digest() != two.state_digest(), change
+            one.exec(undo)
+            assert one.state_digest() == two.state_digest(), undo
+        # A planted module cannot change the digest (it runs isolated, from /).
+        one.exec("printf 'raise SystemExit(0)\\n' > hashlib.py")
+        two.write_file("hashlib.py", "raise SystemExit(0)\n")
+        assert one.state_digest() == two.state_digest() and len(one.state_digest()) == 64
         one.write_file("a.txt", "A")
         assert one.state_digest() != two.state_digest()
         one.write_file("a.txt", "a")

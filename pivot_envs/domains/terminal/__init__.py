@@ -6,7 +6,8 @@ INI/JSON/YAML/.env config, count errors in logs, write a small executable script
 with git, search with grep/find, transform CSV data. The world is a Docker container
 (``pivotrl/sandbox:latest``, workdir ``/workspace``) or, without a Docker daemon, the local sandbox
 (:mod:`.sandbox`). An episode succeeds when the record's ``task.success`` script, a bash test run in a
-fork of the final workspace, exits 0.
+fork of the final workspace with :meth:`~sandboxes.core.Sandbox.run_check` (clean environment, isolated
+``python3 -I -S``, fixed ``PATH``), exits 0; success scripts should use the standard library only.
 
 The programmatic expert that generated the bundled ``data/terminal.jsonl`` (60 records, seed 0) lives in
 :mod:`.expert`::
@@ -34,9 +35,11 @@ def run_success_script(trajectory: Trajectory, sandbox: Sandbox) -> ExecResult:
     if rule.get("kind") != "script" or not isinstance(script, str):
         raise ValueError(f"record {trajectory.id}: task.success must be {{'kind': 'script', 'script': str}}, "
                          f"got {rule!r}")
+    # A fork, so nothing the agent started or left running can touch the check; run_check so nothing it
+    # wrote (a hashlib.py in the workspace, a .pth in its home, a python3 on a PATH it controls) does.
     fork = sandbox.fork(1)[0]
     try:
-        return fork.exec(script, timeout=float(rule.get("timeout", SUCCESS_TIMEOUT)))
+        return fork.run_check(script, timeout=float(rule.get("timeout", SUCCESS_TIMEOUT)))
     finally:
         fork.close()
 
