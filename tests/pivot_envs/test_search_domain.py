@@ -12,7 +12,16 @@ pytest.importorskip("bm25s")
 
 import pivot_envs  # noqa: E402
 from pivot_envs.domains.search import DOMAIN, final_answer  # noqa: E402
-from pivot_envs.domains.search.corpus import Corpus, CorpusMismatchError, chunk_text, load_corpus  # noqa: E402
+from pivot_envs.domains.search.corpus import (  # noqa: E402
+    SNAPSHOT,
+    Corpus,
+    CorpusMismatchError,
+    chunk_text,
+    freeze,
+    interpreter_documents,
+    load_corpus,
+    read_snapshot,
+)
 from pivot_envs.domains.search.expert import question_of_record, verify_question  # noqa: E402
 from pivot_envs.domains.search.tools import MAX_K  # noqa: E402
 from pivot_envs.trajectory import record_from_dict  # noqa: E402
@@ -44,9 +53,22 @@ def test_corpus_is_the_interpreters_documentation_with_stable_ids():
     assert corpus.docs["api:json.dumps#0"].text.startswith("json.dumps(obj, *, skipkeys=False")
     assert "0x" not in "".join(d.text.splitlines()[0] for d in corpus.docs.values() if d.kind == "api")
     # Rebuilt from the same documents in another order: the same ids, the same version.
-    again = Corpus(reversed(list(corpus.docs.values())))
+    again = Corpus(reversed(list(corpus.docs.values())), python=corpus.version["python"])
     assert again.ids == corpus.ids and again.version == corpus.version
     assert corpus.version["python"].count(".") == 1 and len(corpus.version["sha256"]) == 64
+
+
+def test_the_shipped_corpus_is_frozen_so_records_hold_on_any_python(tmp_path):
+    # The bundled records name the shipped snapshot's corpus, whatever interpreter runs them.
+    meta, docs = read_snapshot(SNAPSHOT)
+    assert meta["name"] == "python-docs" and meta["documents"] == len(docs)
+    assert load_corpus().version == Corpus(docs, python=meta["python"]).version
+    # Freezing this interpreter's documents and reading them back keeps every id, title and text.
+    fresh = freeze(tmp_path / "corpus.jsonl.gz")
+    meta2, docs2 = read_snapshot(tmp_path / "corpus.jsonl.gz")
+    assert meta2 == fresh and docs2 == interpreter_documents()
+    freeze(tmp_path / "again.jsonl.gz")  # byte-reproducible: a regenerated snapshot diffs only when texts do
+    assert (tmp_path / "again.jsonl.gz").read_bytes() == (tmp_path / "corpus.jsonl.gz").read_bytes()
 
 
 def test_chunks_are_paragraph_aligned_and_bounded():

@@ -11,30 +11,44 @@ Nobody in this project wrote it and it installs offline with Python itself:
   shown as ``...``).
 
 Texts are cut into chunks of about :data:`CHUNK_CHARS` characters on paragraph boundaries, so ids are
-stable as long as the texts are. :func:`load_corpus` builds everything once per process (about 0.4 s
-on one core: no disk cache is needed) and keeps it; the index is shared read-only by every sandbox.
+stable as long as the texts are. The texts change between Python versions (and occasionally between
+patch releases), so the package ships the documents frozen from one interpreter (:data:`SNAPSHOT`, a
+gzipped JSON Lines file of 230 kB, made by ``python -m pivot_envs.domains.search.corpus --freeze``):
+the bundled questions hold on every Python the project supports. :func:`load_corpus` reads it once per
+process and builds the BM25 index (about 0.4 s on one core); the index is shared read-only by every
+sandbox. ``load_corpus(from_interpreter=True)`` builds the corpus from the running interpreter instead.
 
-The texts change between Python versions (and occasionally between patch releases), so a corpus has a
-:attr:`Corpus.version`: the Python ``major.minor`` and a sha256 over every document id, title and text.
-Records store it, and a world whose record was built from another corpus refuses to start
-(:class:`CorpusMismatchError`) instead of silently answering from other texts.
+A corpus has a :attr:`Corpus.version`: the source Python ``major.minor`` and a sha256 over every
+document id, title and text. Records store it, and a world whose record was built from another corpus
+refuses to start (:class:`CorpusMismatchError`) instead of silently answering from other texts.
+
+The documentation texts are Python's own, distributed under the PSF License Agreement (the same terms
+as the interpreter they come from).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import functools
+import gzip
 import hashlib
 import importlib
 import inspect
+import json
+import os
 import re
 import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 CORPUS_NAME = "python-docs"
 CHUNK_CHARS = 1200
+#: The documents frozen from one interpreter: a metadata line, then one :class:`Document` per line.
+SNAPSHOT = Path(__file__).parent / "data" / "corpus.jsonl.gz"
 #: Pure standard-library modules with useful docstrings; order does not matter (documents are sorted).
 MODULES = tuple(sorted("""
 base64 bisect calendar colorsys configparser contextlib copy csv dataclasses difflib fnmatch fractions ftplib
@@ -177,7 +191,7 @@ def _module_documents() -> Iterable[Document]:
 class Corpus:
     """Documents by id, a BM25 index over them (``bm25s``), and the corpus version."""
 
-    def __init__(self, documents: Iterable[Document]):
+    def __init__(self, documents: Iterable[Document], *, python: str | None = None):
         try:
             import bm25s  # noqa: PLC0415 - the [search] extra
         except ImportError as exc:
@@ -191,7 +205,8 @@ class Corpus:
         h = hashlib.sha256()
         for d in self.docs.values():
             h.update(f"{d.doc_id}\0{d.title}\0{d.text}\0".encode())
-        self.version = {"name": CORPUS_NAME, "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+        self.version = {"name": CORPUS_NAME, "python": python,
                         "documents": len(self.ids), "sha256": h.hexdigest()}
         self._bm25s = bm25s
         self._retriever = bm25s.BM25()
@@ -234,14 +249,61 @@ class Corpus:
         if version.get("name") != CORPUS_NAME or version.get("sha256") != self.version["sha256"]:
             raise CorpusMismatchError(
                 f"{where} was built from corpus {version.get('name')!r} of Python {version.get('python')} "
-                f"(sha256 {str(version.get('sha256'))[:12]}, {version.get('documents')} documents), but this "
-                f"interpreter (Python {sys.version.split()[0]}) builds {CORPUS_NAME!r} sha256 "
+                f"(sha256 {str(version.get('sha256'))[:12]}, {version.get('documents')} documents), but the "
+                f"loaded corpus is {CORPUS_NAME!r} of Python {self.version['python']} sha256 "
                 f"{self.version['sha256'][:12]} ({self.version['documents']} documents): its tool outputs and "
                 "answers would not hold. Regenerate the records with this interpreter: python -m "
                 "pivot_envs.domains.search.expert --out FILE.jsonl, then use --trajectories FILE.jsonl.")
 
 
+def interpreter_documents() -> list[Document]:
+    """The corpus's documents, built from the running interpreter's topics and docstrings."""
+    return [*_topic_documents(), *_module_documents()]
+
+
+def freeze(path: str | Path = SNAPSHOT) -> dict[str, Any]:
+    """Write the running interpreter's documents to ``path`` (gzipped JSON Lines, byte-reproducible)."""
+    docs = interpreter_documents()
+    meta = {"name": CORPUS_NAME, "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "python_full": sys.version.split()[0], "documents": len(docs)}
+    lines = [json.dumps(meta, ensure_ascii=False)]
+    lines += [json.dumps(dataclasses.asdict(d), ensure_ascii=False) for d in docs]
+    data = gzip.compress(("\n".join(lines) + "\n").encode(), compresslevel=9, mtime=0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return meta
+
+
+def read_snapshot(path: str | Path = SNAPSHOT) -> tuple[dict[str, Any], list[Document]]:
+    """The metadata and documents of a frozen corpus."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        meta = json.loads(f.readline())
+        docs = [Document(**json.loads(line)) for line in f if line.strip()]
+    return meta, docs
+
+
 @functools.cache
-def load_corpus() -> Corpus:
-    """The corpus of this interpreter, built once per process."""
-    return Corpus([*_topic_documents(), *_module_documents()])
+def load_corpus(*, from_interpreter: bool = False) -> Corpus:
+    """The shipped corpus (or, with ``from_interpreter``, this interpreter's), built once per process."""
+    if from_interpreter or not SNAPSHOT.exists():
+        return Corpus(interpreter_documents())
+    meta, docs = read_snapshot(SNAPSHOT)
+    return Corpus(docs, python=meta["python"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Freeze the search domain's corpus from this interpreter.")
+    parser.add_argument("--freeze", metavar="PATH", nargs="?", const=str(SNAPSHOT),
+                        help=f"write the documents to PATH (default: the shipped {SNAPSHOT.name})")
+    args = parser.parse_args(argv)
+    if args.freeze is None:
+        parser.error("nothing to do: pass --freeze [PATH]")
+    meta = freeze(args.freeze)
+    print(f"wrote {meta['documents']} documents of Python {meta['python_full']} to {args.freeze}")
+
+
+if __name__ == "__main__":
+    main()
