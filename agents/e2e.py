@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.pivotrl import group_advantages, policy_loss
+from agents.pivotrl import group_advantages, policy_loss, tensorboard_writer
 from pivot_envs.core import TrajectoryEnv
 
 
@@ -49,6 +49,8 @@ class E2EConfig:
     max_new_tokens: int = 128
     temperature: float = 1.0
     device: str = "auto"
+    tensorboard: bool = True
+    """Also write the metrics as TensorBoard logs to ``out_dir/tensorboard``."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -124,6 +126,7 @@ def train_e2e(cfg: E2EConfig, log: Any = print, on_step: Callable[[int, int], No
     compute = {"rollout_turns": 0, "generated_tokens": 0, "sandbox_seconds": 0.0}
     metrics_path = out / "metrics.jsonl"
     metrics_path.write_text("")
+    writer = tensorboard_writer(out) if cfg.tensorboard else None
     last: dict[str, Any] = {}
     for step in range(cfg.steps):
         t0 = time.perf_counter()
@@ -161,10 +164,16 @@ def train_e2e(cfg: E2EConfig, log: Any = print, on_step: Callable[[int, int], No
                 "loss/policy": loss_sum / total_tokens, "time/step_s": time.perf_counter() - t0}
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps(last) + "\n")
+        if writer is not None:
+            for k, v in last.items():
+                if k != "step":
+                    writer.add_scalar(k, v, step + 1)
         if on_step is not None:
             on_step(step + 1, cfg.steps)
         log(f"e2e step {step + 1}/{cfg.steps}: episode reward {last['rollout/episode_reward']:.3f}, "
             f"{last['rollout/turns_per_episode']:.1f} turns/episode")
+    if writer is not None:
+        writer.close()
     final = out / "final"
     model.save_pretrained(final, safe_serialization=True)
     tok.save_pretrained(final)

@@ -134,6 +134,7 @@ class TrainConfig:
     checkpoint_every: int = 10
     """Save a checkpoint every N steps (and at the end); training resumes from the latest."""
     tensorboard: bool = True
+    """Also write the metrics as TensorBoard logs to ``out_dir/tensorboard``."""
     wandb_project: str = ""
     """Also log metrics to this Weights & Biases project (``pip install wandb``; not a dependency)."""
 
@@ -430,7 +431,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
     metrics_path = out / "metrics.jsonl"
     if is_main:
         _truncate_metrics(metrics_path, start_step)
-    writer = _tensorboard(out) if cfg.tensorboard and is_main else None
+    writer = tensorboard_writer(out) if cfg.tensorboard and is_main else None
     wandb_run = _wandb(cfg, out, start_step) if cfg.wandb_project and is_main else None
     last: dict[str, Any] = {}
     skipped_steps = 0
@@ -634,7 +635,8 @@ def _wandb(cfg: TrainConfig, out: Path, start_step: int) -> Any:
                       resume="allow" if start_step else None)
 
 
-def _tensorboard(out: Path) -> Any:
+def tensorboard_writer(out: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` logging to ``out/tensorboard`` (all three trainers), or None without tensorboard."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:

@@ -44,6 +44,8 @@ class SFTConfig:
     device: str = "auto"
     bf16: bool = False
     """bfloat16 autocast for the forward pass; weights and optimizer stay float32 (as in the PivotRL trainer)."""
+    tensorboard: bool = True
+    """Also write the metrics as TensorBoard logs to ``out_dir/tensorboard``."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -92,6 +94,7 @@ def train_sft(cfg: SFTConfig, log: Any = print, on_step: Callable[[int, int], No
 
     ``on_step(done, total)`` is called after every optimizer step (progress bars).
     """
+    from agents.pivotrl import tensorboard_writer
     from agents.policies.hf import HFPolicy
 
     start = time.perf_counter()
@@ -113,6 +116,7 @@ def train_sft(cfg: SFTConfig, log: Any = print, on_step: Callable[[int, int], No
     seen_tokens, losses = 0, []
     metrics_path = out / "metrics.jsonl"
     metrics_path.write_text("")
+    writer = tensorboard_writer(out) if cfg.tensorboard else None
     for step in range(cfg.steps):
         idx = rng.choice(len(data), size=min(cfg.batch_size, len(data)), replace=False)
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.bf16):
@@ -126,10 +130,15 @@ def train_sft(cfg: SFTConfig, log: Any = print, on_step: Callable[[int, int], No
         losses.append(loss.item())
         with open(metrics_path, "a") as fh:
             fh.write(json.dumps({"step": step + 1, "loss/sft": losses[-1], "tokens": tokens}) + "\n")
+        if writer is not None:
+            writer.add_scalar("loss/sft", losses[-1], step + 1)
+            writer.add_scalar("tokens", tokens, step + 1)
         if on_step is not None:
             on_step(step + 1, cfg.steps)
         if (step + 1) % max(cfg.steps // 10, 1) == 0 or step == 0:
             log(f"sft step {step + 1}/{cfg.steps}: loss {losses[-1]:.4f}")
+    if writer is not None:
+        writer.close()
     final = out / "final"
     model.save_pretrained(final, safe_serialization=True)
     tok.save_pretrained(final)

@@ -9,7 +9,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from agents.cli import app
-from agents.demo import DOMAINS, FULL, QUICK, SHIPPED_BASE, Narrator, build_base, plan_with, run_demo
+from agents.demo import DOMAINS, FULL, QUICK, SHIPPED_BASE, Narrator, Stage, build_base, plan_with, run_demo
 
 METHOD_ROWS = {"base", "sft", "pivotrl", "e2e"}
 
@@ -42,6 +42,16 @@ def _check_report(out, report):
         assert f"| {label} |" in md
     for png in ("in_domain.png", "training.png"):
         assert (out / png).stat().st_size > 1000
+    # the stage list: every planned stage ran and was timed; the report says what the time depended on
+    assert report["stages"] and all(st["seconds"] is not None and st["seconds"] >= 0 for st in report["stages"])
+    assert abs(sum(st["expected_share"] for st in report["stages"]) - 1) < 1e-9
+    assert {"cpu_count", "load_average_1_5_15_min", "docker"} <= set(report["machine"])
+    assert "Where the time went" in md
+    for d in DOMAINS:  # every trainer writes TensorBoard logs
+        for method in ("sft", "pivotrl", "e2e"):
+            if method == "pivotrl" and report["runs"]["pivotrl"][d].get("pivots") == 0:
+                continue  # no pivots: no GRPO step was logged
+            assert list((out / d / method / "tensorboard").glob("events.out.tfevents.*")), (d, method)
 
 
 def test_demo_quick_runs_end_to_end_from_the_command_line(tmp_path):
@@ -53,6 +63,33 @@ def test_demo_quick_runs_end_to_end_from_the_command_line(tmp_path):
     assert report["base"]["path"] == str(SHIPPED_BASE)  # the built-in base: quick mode trains no base
     _check_report(out, report)
     assert "Table 1" in result.output and "Done in" in result.output
+
+
+def test_demo_default_directories_keep_quick_and_full_apart(monkeypatch):
+    import agents.demo
+
+    seen = []
+    monkeypatch.setattr(agents.demo, "run_demo", lambda out, **kw: seen.append((str(out), kw["quick"])))
+    for args in (["demo"], ["demo", "--quick"]):
+        assert CliRunner().invoke(app, args).exit_code == 0
+    assert seen == [("runs/demo", False), ("runs/demo-quick", True)]
+
+
+def test_the_overall_bar_weighs_stages_by_expected_cost():
+    narrator = Narrator(Console(quiet=True))
+    stages = [Stage("a", "cheap", 1.0), Stage("b", "costly", 3.0)]
+    with narrator.live(stages):
+        with narrator.step("a"):
+            pass
+        assert narrator.fraction_done == 0.25 and narrator.seconds["a"] >= 0
+        with narrator.stage("b's bar", 10, key="b", share=0.5) as update:
+            update(10)  # the first of two equal bars of stage b
+        assert narrator.fraction_done == 0.25 + 0.75 * 0.5
+        with narrator.stage("b's second bar", 4, key="b", share=0.5) as update:
+            update(2)
+        assert narrator.fraction_done == 0.25 + 0.75 * 0.75
+        narrator.finish("b")
+        assert narrator.fraction_done == 1.0 and set(narrator.seconds) == {"a", "b"}
 
 
 def test_the_built_in_base_matches_the_full_plan():
