@@ -66,9 +66,18 @@ _ID_NAME_RE = re.compile(
     r"(?:^|_)(?:id|ids|code|codes|sku|symbol|ticker|currency|country|iata|icao|airport|unit|units|status|type|"
     r"category|kind|mode|sort|sort_by|order_by|lang|language|locale|region|state|timezone|tz|format|level|"
     r"priority|gender|method|channel|cabin|class)$|(?<=[a-z])(?:Id|Ids|Code)$")
-# Names where case always matters: secrets, paths, addresses of resources, content.
-_SENSITIVE_RE = re.compile(r"(?i)pass|secret|token|(?:^|_)key(?:$|_)|api_?key|hash|signature|cipher|path|file|dir|url|"
-                           r"uri|content|body|text|regex|pattern|command|script")
+# Names where case always matters: secrets, paths, addresses of resources, content. Matched on the
+# name's parts ("new_password", "filePath"), so "description" is not "script" and "passengers" not "pass".
+_SENSITIVE_PARTS = frozenset("password passwd passphrase passcode pass pin secret token key apikey hash signature "
+                             "cipher path paths file filename filepath dir directory folder url uri link href "
+                             "content contents body text html markdown regex pattern command cmd script code_snippet "
+                             "snippet source".split())
+_PART_RE = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _sensitive(name: str) -> bool:
+    parts = [p.lower() for p in _PART_RE.findall(name)]
+    return any(p in _SENSITIVE_PARTS for p in parts) or any(w in name.lower() for w in ("password", "secret", "token"))
 
 
 @dataclass(frozen=True)
@@ -178,7 +187,7 @@ def param_spec(name: str, schema: dict[str, Any] | None, *, required: bool = Fal
         elif description:
             default = description_default(description, ptype, enum)
             source = "description" if default is not _MISSING else None
-    sensitive = bool(_SENSITIVE_RE.search(name)) and not _ID_NAME_RE.search(name)
+    sensitive = _sensitive(name) and not _ID_NAME_RE.search(name)
     casefold = not sensitive and (bool(enum) or schema.get("format") == "email" or bool(_ID_NAME_RE.search(name))
                                   or bool(description and _CASE_FREE_RE.search(description)))
     unordered = None
