@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pivot_envs.actions import Action
+from pivot_envs.trajectory import JsonLine, read_jsonl
 from verifiers.core import (
     DEGENERATE_ERRORS,
     Category,
@@ -102,18 +103,17 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
     trajectories = {t.id: t for t in loaded.trajectories}
     rows: list[dict[str, Any] | None] = []
     groups: dict[tuple[str, int], list[tuple[int, int, Action]]] = {}
-    with open(candidates_path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            index = len(rows)
-            parsed = _parse_row(line, line_no, trajectories, find_domain)
-            if isinstance(parsed, dict):
-                rows.append({"row": index, "line": line_no, **parsed})
-                continue
-            tid, turn, action = parsed
-            rows.append(None)
-            groups.setdefault((tid, turn), []).append((index, line_no, action))
+    # read_jsonl never raises on content: non-UTF-8 bytes, UTF-16 files, deep nesting or 5,000-digit
+    # numbers in a row are that row's BAD_ROW verdict, not a crash of the whole file.
+    for item in read_jsonl(candidates_path):
+        index, line_no = len(rows), item.line
+        parsed = _parse_row(item, trajectories, find_domain)
+        if isinstance(parsed, dict):
+            rows.append({"row": index, "line": line_no, **parsed})
+            continue
+        tid, turn, action = parsed
+        rows.append(None)
+        groups.setdefault((tid, turn), []).append((index, line_no, action))
 
     restores = 0
     env = None
@@ -176,15 +176,15 @@ def _verify_group(verifier: Verifier, expected: Action, actions: list[Action], c
     return out
 
 
-def _parse_row(line: str, line_no: int, trajectories: dict[str, Any], find_domain: Any) -> dict[str, Any] | tuple[str, int, Action]:
+def _parse_row(item: JsonLine, trajectories: dict[str, Any], find_domain: Any) -> dict[str, Any] | tuple[str, int, Action]:
     """A (trajectory id, turn, action) triple, or the error record of a row that cannot be scored."""
     def bad(category: str, reason: str, tid: Any = None, turn: Any = None) -> dict[str, Any]:
         return {"trajectory_id": tid, "turn": turn, **Verdict.error(category, reason).to_dict(), "error": reason}
 
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return bad(Category.BAD_ROW, f"line {line_no}: not valid JSON ({exc.msg} at char {exc.pos})")
+    line_no, obj = item.line, item.value
+    if item.error is not None:
+        where = f"line {line_no}" if line_no else "the candidates file"
+        return bad(Category.BAD_ROW, f"{where}: {item.error}")
     if not isinstance(obj, dict):
         return bad(Category.BAD_ROW, f"line {line_no}: expected a JSON object, got {type(obj).__name__}")
     missing = [k for k in ("trajectory_id", "turn", "action") if k not in obj]

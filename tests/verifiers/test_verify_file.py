@@ -45,7 +45,7 @@ def test_malformed_rows_are_reported_and_good_rows_scored(tmp_path):
                     Category.OUTPUT_DIFFERS, Category.MISSING_FACTS, Category.BAD_ROW]
     assert "did you mean 'tooluse-000000'" in records[2]["error"]
     assert "turns 0..5" in records[3]["error"] and "missing field(s) action" in records[5]["error"]
-    assert "not valid JSON" in records[1]["error"] and records[1]["line"] == 2
+    assert "invalid JSON" in records[1]["error"] and "column 2" in records[1]["error"] and records[1]["line"] == 2
     assert records[6]["error"].startswith("action not parsable") and records[6]["score"] == 0
     assert records[9]["line"] == 11  # the blank line is not a row but lines keep counting
     summary = report["summary"]
@@ -86,3 +86,19 @@ def test_terminal_records_restore_a_local_sandbox(tmp_path):
     assert [(r["equivalent"], r["category"]) for r in report["rows"]] == [
         (True, "EQUIVALENT"), (False, "FS_EFFECT_DIFFERS"), (True, "EQUIVALENT"), (False, "OUTPUT_DIFFERS")]
     assert report["summary"]["restores"] == 2
+
+
+def test_hostile_candidate_rows_are_bad_rows_not_a_crash(tmp_path):
+    """Deep nesting, a 5,000-digit number and non-UTF-8 bytes in one row each: that row scores 0 as
+    BAD_ROW with the reason, and the good rows around them are still judged."""
+    data = get_domain("tool_use").data_path()
+    traj = get_domain("tool_use").load()[0]
+    good = json.dumps({"trajectory_id": traj.id, "turn": 2, "action": traj.action(2).to_text()}).encode()
+    deep = b'{"trajectory_id": "%s", "turn": 2, "action": %s}' % (traj.id.encode(), b"[" * 3000 + b"]" * 3000)
+    huge = b'{"trajectory_id": "%s", "turn": 2, "action": "x", "n": %s}' % (traj.id.encode(), b"9" * 5000)
+    path = tmp_path / "cands.jsonl"
+    path.write_bytes(b"\n".join([good, deep, huge, b'{"action": "\xff\xfe"}', good]) + b"\n")
+    records = verify_file(data, path, verifier="tool_use")["rows"]
+    assert [r["category"] for r in records] == [Category.EQUIVALENT, *[Category.BAD_ROW] * 3, Category.EQUIVALENT]
+    assert "nested deeper" in records[1]["error"] and "4300 digits" in records[2]["error"]
+    assert "UTF-8" in records[3]["error"] and [r["line"] for r in records] == [1, 2, 3, 4, 5]
