@@ -389,6 +389,13 @@ class TrajectoryEnv(gym.Env[dict, str]):
         self._turns_taken += 1
         info["turn"] = self._turn + self._turns_taken  # the turn the next step takes
         terminated = False
+        if act.parse_error and not act.tool_calls:
+            # A turn that did not parse is no message to the user: it must not end the episode with the
+            # task's outcome (a world already in the success state would reward garbage, or a reply
+            # over the size cap that still carries the facts). It ends the episode with reward 0.
+            self._done = True
+            info["success"] = False
+            return self._obs(), 0.0, True, False, info
         if not act.tool_calls:
             if self._user_queue:
                 self._messages.append(self._user_queue.pop(0))

@@ -340,6 +340,29 @@ def test_degenerate_action_is_an_invalid_step_in_episode_mode(tool_use_records, 
     json.dumps(obs)  # the next observation is still a valid chat
 
 
+@pytest.mark.parametrize("tail", [" <tool_call>{\"name\": ", " " + "z" * MAX_ACTION_CHARS])
+def test_a_final_reply_that_did_not_parse_cannot_claim_the_outcome(tool_use_records, tail):
+    """Reward hacking: play the demonstration, then end with its closing message made malformed (an
+    unterminated call, or the size cap passed). The world is in the success state and the text still
+    states every fact, yet a turn that did not parse must earn 0, not the task's outcome."""
+    from pivot_envs import TrajectoryEnv
+
+    record = next(r for r in tool_use_records if r.action(r.num_turns - 1).kind == "message")
+    env = TrajectoryEnv([record], domain="tool_use", mode="episode")
+    try:
+        env.reset(options={"trajectory": record.id, "turn": 0})
+        for turn in range(record.num_turns - 1):
+            env.step(record.action(turn))
+        final = record.action(record.num_turns - 1).content
+        _, honest, *_ = env.fork(1)[0].step(final)
+        _, reward, terminated, truncated, info = env.step(final + tail)
+    finally:
+        env.close()
+    assert honest == 1.0  # the same reply, well formed, succeeds
+    assert reward == 0.0 and info.get("success") is not True and info["invalid_action"]
+    assert not truncated
+
+
 def test_degenerate_action_on_the_terminal_domain_local_backend(local_shell_worlds):
     from pivot_envs import TrajectoryEnv, get_domain
 
