@@ -478,7 +478,7 @@ def eval_compare(dirs: list[Path] = typer.Argument(..., help="Output directories
 
 
 @app.command("demo")
-def demo(quick: bool = typer.Option(False, "--quick", help="Tiny sizes: the whole pipeline in about 3 minutes."),
+def demo(quick: bool = typer.Option(False, "--quick", help="Tiny sizes: the whole pipeline in minutes (default output runs/demo-quick)."),
          random_turns: bool = typer.Option(False, "--random-turns",
                                            help="Ablation: also train PivotRL on random turns instead of pivots."),
          exact_match_reward: bool = typer.Option(False, "--exact-match-reward",

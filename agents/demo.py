@@ -286,9 +286,9 @@ class Narrator:
                         progress.remove_task(t)
 
 
-# Expected cost of each stage, in seconds on a quiet 2-core machine with a Docker daemon. Only the ratios
-# matter (the overall ETA rescales them by the speed it observes); fitted to measured stage times of the
-# quick and full plans, so a stage that takes a fifth of the demo gets a fifth of the overall bar.
+# Expected cost of each stage, in rough seconds. Only the ratios matter: the overall ETA rescales them by
+# the speed it observes. First estimates, set from the stage times of one quick run on a loaded 2-core
+# machine (local sandbox); `report.json` records each run's stage times to refine them.
 _GEN_TURN_S = 0.04
 """One sampled assistant turn: prompt and batch overhead (generation is batched)."""
 _GEN_TOKEN_S = 0.0012
@@ -303,7 +303,12 @@ _SFT_SEQ_S = 0.12
 """One SFT conversation (forward and backward)."""
 _BASE_STEP_S = 0.45
 _OOD_ITEM_S = 0.05
-_SANITY_TURN_S = {"tool_use": 0.01, "terminal": 0.45}
+_EVAL_FACTOR = 2.0
+"""Greedy scoring samples one action per state in small batches and episodes turn by turn: a scored turn
+costs about twice a profiling sample."""
+_E2E_FACTOR = 3.0
+"""An E2E episode turn also re-encodes the growing episode for the loss: about three profiling samples."""
+_SANITY_TURN_S = {"tool_use": 0.01, "terminal": 0.2}
 """Replay and random policies: restoring and verifying one held-out turn (no model)."""
 
 
@@ -323,8 +328,8 @@ def plan_stages(plan: DemoPlan, splits: dict[str, dict[str, Any]], variants: dic
         parts = {}
         for d in domains:
             z = sizes[d]
-            parts[f"{d}/turn"] = z["held_turns"] * (gen + _VERIFY_S[d])
-            parts[f"{d}/episode"] = z["held"] * z["ep_turns"] * (gen + _EXEC_S[d])
+            parts[f"{d}/turn"] = z["held_turns"] * (_EVAL_FACTOR * gen + _VERIFY_S[d])
+            parts[f"{d}/episode"] = z["held"] * z["ep_turns"] * (_EVAL_FACTOR * gen + _EXEC_S[d])
         parts["ood"] = ood
         return parts
 
@@ -347,7 +352,7 @@ def plan_stages(plan: DemoPlan, splits: dict[str, dict[str, Any]], variants: dic
                        Stage(f"{v}-grpo:{d}", f"{d}: {LABELS[v]} GRPO", rollouts * (gen + _VERIFY_S[d] + _UPDATE_S)),
                        Stage(f"eval:{v}:{d}", f"{d}: {LABELS[v]} held-out scoring", eval_cost)]
         episodes = plan.per_domain("e2e_steps", d) * plan.e2e_tasks * plan.e2e_group
-        stages += [Stage(f"e2e:{d}", f"{d}: E2E RL", episodes * z["ep_turns"] * (gen + _EXEC_S[d] + _UPDATE_S)),
+        stages += [Stage(f"e2e:{d}", f"{d}: E2E RL", episodes * z["ep_turns"] * (_E2E_FACTOR * gen + _EXEC_S[d] + _UPDATE_S)),
                    Stage(f"eval:e2e:{d}", f"{d}: E2E RL held-out scoring", eval_cost)]
     return stages, shares
 
