@@ -16,6 +16,7 @@ __all__ = [
     "ExecResult",
     "InProcessSandbox",
     "LocalSandbox",
+    "ObjectSandbox",
     "Sandbox",
     "SandboxClosedError",
     "SandboxError",
@@ -32,7 +33,8 @@ __all__ = [
 
 # Backends with heavier imports (subprocess handling, the docker SDK, an optional extra) load on first use.
 _LAZY = {"LocalSandbox": "sandboxes.local", "DockerSandbox": "sandboxes.docker", "DockerLimits": "sandboxes.docker",
-         "reap": "sandboxes.docker", "SandboxPool": "sandboxes.pool"}
+         "reap": "sandboxes.docker", "SandboxPool": "sandboxes.pool",
+         "ObjectSandbox": "sandboxes.objects"}
 
 
 def __getattr__(name: str):

@@ -160,18 +160,56 @@ def truncate_output(data: bytes, limit: int) -> tuple[str, bool]:
     return (data[:half] + marker + data[-half:]).decode("utf-8", errors="replace"), True
 
 
+#: The capabilities a sandbox can declare (see :attr:`Sandbox.capabilities`).
+CAPABILITIES = frozenset({"exec", "tools", "files"})
+
+# Which method a backend overrides to gain each capability (when it does not declare them itself).
+_CAPABILITY_METHODS = {"exec": "exec", "tools": "call_tool", "files": "read_file"}
+
+
 class Sandbox(ABC):
     """A place where actions run, whose state can be saved, restored, forked and hashed.
 
-    Subclasses implement the abstract methods and whichever of :meth:`exec` / :meth:`call_tool` fits
-    the backend; the other raises :class:`~sandboxes.errors.UnsupportedOperation`.
+    Every backend implements the world contract: :meth:`snapshot`, :meth:`restore`, :meth:`fork`,
+    :meth:`state_digest` and :meth:`_close`. On top of it, a backend offers what fits its world and says so
+    in :attr:`capabilities`:
+
+    * ``"exec"``: :meth:`exec` runs shell commands (the ``bash`` tool of terminal records);
+    * ``"tools"``: :meth:`call_tool` runs named tools with JSON arguments (databases, object worlds);
+    * ``"files"``: :meth:`read_file` / :meth:`write_file` reach a file system (file-level verifiers).
+
+    What a backend does not offer raises :class:`~sandboxes.errors.UnsupportedOperation`; nothing has to be
+    stubbed. A subclass that does not set ``capabilities`` gets the ones whose methods it overrides.
     Sandboxes are context managers: ``with LocalSandbox() as sb: sb.exec("ls")``.
+
+    >>> from sandboxes import InProcessSandbox
+    >>> sorted(InProcessSandbox.capabilities)
+    ['files', 'tools']
     """
 
     #: Short backend name (``"inprocess"``, ``"local"``, ``"docker"``), recorded in snapshots.
     backend: ClassVar[str] = "abstract"
+    #: What this backend offers beyond the world contract: a subset of :data:`CAPABILITIES`.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     _closed: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "capabilities" in cls.__dict__:
+            unknown = set(cls.capabilities) - CAPABILITIES
+            if unknown:
+                raise TypeError(f"{cls.__name__}.capabilities has unknown entries {sorted(unknown)}; "
+                                f"expected a subset of {sorted(CAPABILITIES)}")
+            cls.capabilities = frozenset(cls.capabilities)
+            return
+        # Existing backends declare nothing: infer from what they implement, so they keep working.
+        cls.capabilities = frozenset(cap for cap, method in _CAPABILITY_METHODS.items()
+                                     if getattr(cls, method) is not getattr(Sandbox, method))
+
+    def supports(self, capability: str) -> bool:
+        """True when this sandbox offers ``capability`` (``"exec"``, ``"tools"`` or ``"files"``)."""
+        return capability in self.capabilities
 
     def exec(self, command: str, *, timeout: float | None = None) -> ExecResult:
         """Run a shell command (``bash -c``) and return what it did.
@@ -180,7 +218,8 @@ class Sandbox(ABC):
             command: The command line, as a model would write it.
             timeout: Seconds before the command is killed; ``None`` uses the sandbox default.
         """
-        raise UnsupportedOperation(self.backend, "exec", "Use call_tool for in-process tool sandboxes.")
+        raise UnsupportedOperation(self.backend, "exec", "This world runs no shell commands (capability 'exec'); "
+                                                         "use call_tool.")
 
     def run_check(self, script: str, *, timeout: float | None = None) -> ExecResult:
         """Run a trusted bash ``script`` (an episode's success test) so that nothing the agent wrote
@@ -200,15 +239,16 @@ class Sandbox(ABC):
         The result's ``stdout`` is the tool's output as text (JSON for structured results); a tool that
         reports an error gives ``exit_code=1`` and the message in ``stderr``.
         """
-        raise UnsupportedOperation(self.backend, "call_tool", "Use exec for shell sandboxes.")
+        raise UnsupportedOperation(self.backend, "call_tool", "This world has no named tools (capability 'tools'); "
+                                                              "use exec.")
 
-    @abstractmethod
     def read_file(self, path: str) -> bytes:
-        """Read a file of the sandbox's world (relative paths start at the workspace)."""
+        """Read a file of the sandbox's world (relative paths start at the workspace). Capability ``"files"``."""
+        raise UnsupportedOperation(self.backend, "read_file", "This world has no files (capability 'files').")
 
-    @abstractmethod
     def write_file(self, path: str, data: bytes | str) -> None:
-        """Create or overwrite a file of the sandbox's world, creating parent directories."""
+        """Create or overwrite a file of the world, creating parent directories. Capability ``"files"``."""
+        raise UnsupportedOperation(self.backend, "write_file", "This world has no files (capability 'files').")
 
     @abstractmethod
     def snapshot(self) -> Snapshot:
