@@ -137,7 +137,7 @@ def envs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON ins
     rows = []
     for d in list_domains():
         path = d.data_path()
-        rows.append({"id": d.env_id, "domain": d.name, "description": d.description, "verifier": d.verifier,
+        rows.append({"id": d.env_id, "domain": d.name, "description": d.description, "verifier": d.verifier_name,
                      "bundled_data": str(path) if path else None})
     if as_json:
         print(json.dumps(rows, indent=2))

@@ -156,7 +156,7 @@ def profile(
     """
     config = config or ProfileConfig()
     records = list(env.trajectories.values())
-    verifier_name = config.verifier or env.domain.verifier
+    verifier_name = config.verifier or env.domain.verifier_name
     fingerprint = model_fingerprint or getattr(policy, "fingerprint", lambda: policy.name)()
     key = cache_key(fingerprint, records, config, verifier_name)
     run_dir = Path(out_dir) / key[:16]

@@ -8,7 +8,7 @@ True
 
 from pivot_envs.actions import Action, ToolCall
 from pivot_envs.core import RestoreDivergenceError, TrajectoryEnv
-from pivot_envs.domain import Domain
+from pivot_envs.domain import Domain, register_sandbox_kind, sandbox_kinds
 from pivot_envs.registration import (
     UnknownEnvError,
     get_domain,
@@ -48,6 +48,8 @@ __all__ = [
     "load_trajectories",
     "make",
     "register_domain",
+    "register_sandbox_kind",
+    "sandbox_kinds",
     "save_trajectories",
 ]
 

@@ -19,9 +19,15 @@ Two modes:
 * ``mode="pivot"``: one step; reward = the verifier's score of the action against the demonstrated one;
   ``info["verdict"]`` is the :class:`~verifiers.core.Verdict`. This is PivotRL's local rollout.
 * ``mode="episode"``: tool calls run in the sandbox and their outputs come back as observations; when the
-  agent talks to the user, the next recorded user turn is replayed (``info["user"] == "replayed"``); the
+  agent's user turn closes, the next recorded user turn is replayed (``info["user"] == "replayed"``); the
   episode ends when no user turn is left (reward = the task's outcome) or after ``max_turns``
   (truncated).
+
+A user turn closes when the agent sends a message without tool calls, or, where the record's own user
+turn ends after tool calls (no closing message: the next user message or the end of the record closes
+it), once the agent has taken as many steps in it as the demonstration did. Each time one closes, the
+domain's ``turn_success`` hook (if any) judges the world; ``info["turn_success"]`` carries the result and
+the episode succeeds only if every result is true and the whole-episode outcome holds.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +54,44 @@ from pivot_envs.restore import (
 from pivot_envs.spaces import AssistantTurn, Chat
 from pivot_envs.trajectory import Trajectory, content_text, load_trajectories
 from sandboxes.core import Sandbox, Snapshot, canonical_json
-from verifiers.core import Verdict, Verifier, VerifyContext, make_verifier
+from verifiers.core import Verdict, Verifier, VerifierLike, VerifyContext, make_verifier, verifier_label
 
 MODES = ("pivot", "episode")
+
+
+@dataclass(frozen=True)
+class UserTurns:
+    """How a record's assistant turns group into user turns (episode mode's turn protocol).
+
+    ``of_turn[k]``: the user turn of assistant turn k (0-based among the record's user messages; turns
+    before the first user message belong to user turn 0). Per user turn u: ``first_turn[u]``, ``steps[u]``
+    (assistant turns in it) and ``ends_with_calls[u]`` (its last assistant turn calls tools, so no closing
+    message ends it: the next user message or the end of the record does).
+    """
+
+    of_turn: tuple[int, ...]
+    first_turn: tuple[int, ...]
+    steps: tuple[int, ...]
+    ends_with_calls: tuple[bool, ...]
+
+
+def user_turns(traj: Trajectory) -> UserTurns:
+    """The :class:`UserTurns` of ``traj``."""
+    of_turn, users = [], 0
+    last_call: dict[int, bool] = {}
+    for m in traj.messages:
+        role = m.get("role")
+        if role == "user":
+            users += 1
+        elif role == "assistant":
+            u = max(users - 1, 0)
+            of_turn.append(u)
+            last_call[u] = bool(m.get("tool_calls"))
+    n = max(of_turn, default=0) + 1
+    first = [next((k for k, u in enumerate(of_turn) if u == i), len(of_turn)) for i in range(n)]
+    steps = [sum(1 for u in of_turn if u == i) for i in range(n)]
+    return UserTurns(tuple(of_turn), tuple(first), tuple(steps), tuple(last_call.get(i, False) for i in range(n)))
+
 
 
 class TrajectoryEnv(gym.Env[dict, str]):
@@ -60,7 +102,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
         domain: A registered domain name or env id, or a :class:`Domain`. Records whose own ``domain`` is
             registered use that domain; others use this one.
         mode: ``"pivot"`` or ``"episode"``.
-        verifier: Verifier name or instance; default = the domain's.
+        verifier: A verifier name, ``(name, kwargs)``, instance or factory; default = each record's domain's.
         strict: Raise :class:`RestoreDivergenceError` when a replay differs from the record.
         max_turns: Episode-mode turn budget; default twice the demonstration's remaining turns plus 2.
         cache_size: Snapshot cache capacity (0 disables caching: every reset replays from turn 0). The
@@ -76,7 +118,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
         *,
         domain: str | Domain = "generic",
         mode: str = "pivot",
-        verifier: str | Verifier | None = None,
+        verifier: VerifierLike | None = None,
         strict: bool = False,
         max_turns: int | None = None,
         cache_size: int = 4096,
@@ -93,7 +135,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
         if trajectories is None:
             records = self.domain.load(strict=strict)
         elif isinstance(trajectories, (str, Path)):
-            result = load_trajectories(trajectories, strict=strict)
+            result = load_trajectories(trajectories, strict=strict, tool_schemas=self.domain.schema_map())
             records = result.trajectories
             self.load_errors = result.errors
         else:
@@ -127,12 +169,14 @@ class TrajectoryEnv(gym.Env[dict, str]):
         return find_domain(traj.domain) or self.domain
 
     def verifier_for(self, traj: Trajectory) -> Verifier:
-        if isinstance(self._verifier_spec, Verifier):
-            return self._verifier_spec
-        name = self._verifier_spec or self.domain_of(traj).verifier
-        if name not in self._verifiers:
-            self._verifiers[name] = make_verifier(name)
-        return self._verifiers[name]
+        """The verifier judging ``traj``: the env's, else its domain's (built once per spec)."""
+        spec = self._verifier_spec if self._verifier_spec is not None else self.domain_of(traj).verifier
+        if isinstance(spec, Verifier):
+            return spec
+        key = verifier_label(spec)
+        if key not in self._verifiers:
+            self._verifiers[key] = make_verifier(spec)
+        return self._verifiers[key]
 
     # -- the Gymnasium API ---------------------------------------------------------------------------
 
@@ -164,6 +208,11 @@ class TrajectoryEnv(gym.Env[dict, str]):
         self._messages = copy_messages(traj.prefix(turn))
         self._turns_taken = 0
         self._user_queue = copy_messages([m for m in traj.messages[traj.assistant_indices[turn]:] if m.get("role") == "user"])
+        self._user_turns = user_turns(traj)
+        self._user_turn = self._user_turns.of_turn[turn]
+        # steps the agent has taken in the current user turn (the demonstration's, before ``turn``)
+        self._steps_in_user_turn = turn - self._user_turns.first_turn[self._user_turn]
+        self._turn_results: dict[int, bool | None] = {}
         self._budget = self.max_turns or 2 * (traj.num_turns - turn) + 2
         info = {"trajectory_id": traj.id, "turn": turn, "num_turns": traj.num_turns, "restored_from": restored_from,
                 "divergence": divergence, "state_digest": digest or self.state_digest()}
@@ -239,6 +288,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
             clone.cache, clone._retired, clone._owns_cache = None, [], False
             clone._messages = copy_messages(self._messages)
             clone._user_queue = copy_messages(self._user_queue)
+            clone._turn_results = dict(getattr(self, "_turn_results", {}))
             clone._np_random = copy.deepcopy(self._np_random)
             forks.append(clone)
         return forks
@@ -396,16 +446,30 @@ class TrajectoryEnv(gym.Env[dict, str]):
             self._done = True
             info["success"] = False
             return self._obs(), 0.0, True, False, info
-        if not act.tool_calls:
+        self._steps_in_user_turn += 1
+        u = self._user_turn
+        closes = not act.tool_calls or (self._user_turns.ends_with_calls[u]
+                                         and self._steps_in_user_turn >= self._user_turns.steps[u])
+        if closes:
+            result = domain.user_turn_success(traj, self.sandbox, self._messages, u)
+            self._turn_results[u] = result
+            info["turn_success"] = {"user_turn": u, "success": result}
             if self._user_queue:
                 self._messages.append(self._user_queue.pop(0))
                 info["user"] = "replayed"
+                self._user_turn = min(u + 1, len(self._user_turns.steps) - 1)
+                self._steps_in_user_turn = 0
             else:
                 terminated = True
         truncated = not terminated and self._turns_taken >= self._budget
         reward = 0.0
         if terminated:
             success = domain.episode_success(traj, self.sandbox, self._messages)
+            # Per-user-turn results join the outcome: any false one fails the episode; with no episode rule,
+            # the turn results alone decide.
+            judged = [r for r in self._turn_results.values() if r is not None]
+            if judged:
+                success = all(judged) and success is not False
             info["success"] = success
             reward = 1.0 if success else 0.0
         self._done = terminated or truncated

@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 
 from pivot_envs.domain import GENERIC, Domain
+from pivot_envs.trajectory import register_tool_schemas
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,17 @@ class UnknownEnvError(KeyError):
 
 
 def register_domain(domain: Domain, *, replace: bool = False) -> Domain:
-    """Register ``domain`` under its name and its env id (with Gymnasium too)."""
+    """Register ``domain`` under its name and its env id (with Gymnasium too).
+
+    Its ``tool_schemas`` become what its records' ``"tools": "domain"`` resolves to.
+    """
     if not domain.env_id.startswith("pivot/") or not domain.env_id.endswith(tuple(f"-v{i}" for i in range(10))):
         raise ValueError(f"env ids look like 'pivot/<Name>-v<N>', got {domain.env_id!r}")
     existing = _DOMAINS.get(domain.name)
     if existing is not None and existing is not domain and not replace:
         raise ValueError(f"domain {domain.name!r} is already registered (by {existing.env_id}); pass replace=True")
     _DOMAINS[domain.name] = domain
+    register_tool_schemas(domain.name, domain.tool_schemas)
     if domain.env_id in gym.registry:
         del gym.registry[domain.env_id]
     gym.register(id=domain.env_id, entry_point="pivot_envs.core:TrajectoryEnv", kwargs={"domain": domain.name})

@@ -1,11 +1,15 @@
 """Trajectory records: validation, loading, and extraction of pivot candidates.
 
-A record is one JSON object per line (format in the project's DESIGN.md)::
+A record is one JSON object per line (format in ``docs/data-format.md``)::
 
     {"id": "...", "domain": "tool_use", "messages": [...OpenAI chat...], "tools": [...JSON schemas...],
      "env": {"sandbox": "inprocess", ...}, "task": {...}, "metadata": {...}}
 
-Turn ``k`` is the k-th assistant message of ``messages`` (0-based) everywhere in the project.
+Turn ``k`` is the k-th assistant message of ``messages`` (0-based) everywhere in the project. Two
+extensions of the chat format: ``"tools": "domain"`` (or a list of tool names) uses the tool schemas the
+record's domain declares instead of repeating them, and an assistant message with
+``"pivotrl": {"skip": true}`` stays in the conversation but is no pivot candidate and is not evaluated
+(the flag is taken off the message at load, so models never see it).
 
 Loading never stops on one bad line unless ``strict=True``: every problem is reported as a
 :class:`RecordError` naming the file, the line and the field, and no file content produces a bare
@@ -36,7 +40,28 @@ from typing import Any
 from pivot_envs.actions import Action, ToolCall, json_problem
 
 ROLES = ("system", "user", "assistant", "tool")
-SANDBOXES = ("none", "inprocess", "local", "docker")
+#: The built-in ``env.sandbox`` kinds; plugins add theirs with ``pivot_envs.domain.register_sandbox_kind``.
+SANDBOXES = ("none", "inprocess", "objects", "local", "docker")
+_SANDBOX_KINDS: set[str] = set(SANDBOXES)
+#: Keys of the per-message ``"pivotrl"`` object on assistant messages.
+MESSAGE_FLAGS = ("skip",)
+
+# Tool schemas domains declare, by domain name, for records saying ``"tools": "domain"`` (filled by
+# ``pivot_envs.registration.register_domain``).
+_DOMAIN_TOOLS: dict[str, list[dict[str, Any]]] = {}
+
+
+def add_sandbox_kind(name: str) -> None:
+    """Accept ``name`` as an ``env.sandbox`` value (``register_sandbox_kind`` calls this)."""
+    _SANDBOX_KINDS.add(name)
+
+
+def register_tool_schemas(domain: str, schemas: list[dict[str, Any]] | None) -> None:
+    """Let records of ``domain`` reference ``schemas`` with ``"tools": "domain"`` (None forgets them)."""
+    if schemas is None:
+        _DOMAIN_TOOLS.pop(domain, None)
+    else:
+        _DOMAIN_TOOLS[domain] = list(schemas)
 
 #: Deepest nesting of arrays/objects accepted in a record (a record nests tool-call arguments about five
 #: levels down, so this leaves room for :data:`pivot_envs.actions.MAX_JSON_DEPTH` inside). Deeper input
@@ -94,6 +119,9 @@ class Trajectory:
     env: dict[str, Any] = field(default_factory=dict)
     task: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Turns whose assistant message carried ``"pivotrl": {"skip": true}``: kept in the conversation and
+    #: replayed, but no pivot candidate and not evaluated.
+    skipped_turns: frozenset[int] = frozenset()
 
     _indices: tuple[int, list[int]] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -140,8 +168,20 @@ class Trajectory:
             out[m.get("tool_call_id", "")] = content_text(m.get("content"))
         return out
 
+    @property
+    def scored_turns(self) -> list[int]:
+        """The turns that are candidates and evaluated: every turn not in :attr:`skipped_turns`."""
+        return [t for t in range(self.num_turns) if t not in self.skipped_turns]
+
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "domain": self.domain, "messages": self.messages, "tools": self.tools}
+        """The record as JSON data (tool schemas written out in full; skip flags put back on their messages)."""
+        messages = self.messages
+        if self.skipped_turns:
+            messages = list(messages)
+            for t in self.skipped_turns:
+                i = self.assistant_indices[t]
+                messages[i] = {**messages[i], "pivotrl": {"skip": True}}
+        d: dict[str, Any] = {"id": self.id, "domain": self.domain, "messages": messages, "tools": self.tools}
         if self.env:
             d["env"] = self.env
         if self.task is not None:
@@ -164,8 +204,11 @@ def content_text(content: Any) -> str:
 # Validation
 
 
-def validate_record(obj: Any) -> list[tuple[str, str]]:
-    """Return ``(field, message)`` for every problem in one decoded record; empty when valid."""
+def validate_record(obj: Any, tool_schemas: dict[str, list[dict[str, Any]]] | None = None) -> list[tuple[str, str]]:
+    """Return ``(field, message)`` for every problem in one decoded record; empty when valid.
+
+    ``tool_schemas`` (``{domain: schemas}``) adds to the registered domains' schemas for ``"tools": "domain"``.
+    """
     if not isinstance(obj, dict):
         return [("<record>", f"expected a JSON object, got {type(obj).__name__}")]
     errs: list[tuple[str, str]] = []
@@ -177,11 +220,17 @@ def validate_record(obj: Any) -> list[tuple[str, str]]:
         if key in obj and obj[key] is not None and not isinstance(obj[key], dict):
             errs.append((key, f"expected an object, got {type(obj[key]).__name__}"))
     env = obj.get("env") or {}
-    if isinstance(env, dict) and env.get("sandbox", "none") not in SANDBOXES:
-        errs.append(("env.sandbox", f"unknown sandbox {env.get('sandbox')!r}; expected one of {', '.join(SANDBOXES)}"))
+    if isinstance(env, dict) and env.get("sandbox", "none") not in _SANDBOX_KINDS:
+        errs.append(("env.sandbox", f"unknown sandbox {env.get('sandbox')!r}; expected one of "
+                                    f"{', '.join(sorted(_SANDBOX_KINDS))} (a plugin's kind is known once its "
+                                    "package is installed)"))
 
     tool_names = set()
     tools = obj.get("tools", [])
+    if isinstance(tools, str) or (isinstance(tools, list) and tools and all(isinstance(t, str) for t in tools)):
+        tools, problem = _referenced_tools(obj, tools, tool_schemas)
+        if problem:
+            errs.append(("tools", problem))
     if not isinstance(tools, list):
         errs.append(("tools", f"expected a list of function specs, got {type(tools).__name__}"))
         tools = []
@@ -213,6 +262,17 @@ def validate_record(obj: Any) -> list[tuple[str, str]]:
         content = m.get("content")
         if content is not None and not isinstance(content, (str, list)):
             errs.append((f"{where}.content", f"expected a string, a list of parts or null, got {type(content).__name__}"))
+        flags = m.get("pivotrl")
+        if flags is not None:
+            if role != "assistant" or not isinstance(flags, dict):
+                errs.append((f"{where}.pivotrl", 'expected {"skip": true|false} on an assistant message, got '
+                                                 f"{type(flags).__name__} on a {role} message"))
+            else:
+                for key, value in flags.items():
+                    if key not in MESSAGE_FLAGS:
+                        errs.append((f"{where}.pivotrl.{key}", f"unknown flag; known: {', '.join(MESSAGE_FLAGS)}"))
+                    elif not isinstance(value, bool):
+                        errs.append((f"{where}.pivotrl.{key}", f"expected true or false, got {value!r:.40}"))
         if role == "assistant":
             n_assistant += 1
             calls = m.get("tool_calls") or []
@@ -239,18 +299,46 @@ def validate_record(obj: Any) -> list[tuple[str, str]]:
     return errs
 
 
-def record_from_dict(obj: dict[str, Any]) -> Trajectory:
+def _referenced_tools(obj: dict[str, Any], ref: str | list[str],
+                      extra: dict[str, list[dict[str, Any]]] | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Resolve ``"tools": "domain"`` (every schema of the record's domain) or a list of tool names."""
+    domain = obj.get("domain") or "generic"
+    schemas = (extra or {}).get(domain, _DOMAIN_TOOLS.get(domain)) if isinstance(domain, str) else None
+    if isinstance(ref, str) and ref != "domain":
+        return [], f'expected a list of function specs, "domain" or a list of tool names; got the string {ref!r:.40}'
+    if schemas is None:
+        return [], (f"refers to the tool schemas of domain {domain!r}, which declares none here: install and "
+                    "register the domain (its Domain(tool_schemas=...)), or write the schemas into the record")
+    if ref == "domain":
+        return list(schemas), None
+    by_name = {s.get("function", {}).get("name"): s for s in schemas if isinstance(s, dict)}
+    missing = [n for n in ref if n not in by_name]
+    if missing:
+        return [], f"tool(s) {missing} are not among domain {domain!r}'s schemas ({', '.join(sorted(map(str, by_name)))})"
+    return [by_name[n] for n in ref], None
+
+
+def record_from_dict(obj: dict[str, Any], tool_schemas: dict[str, list[dict[str, Any]]] | None = None) -> Trajectory:
     """Build a :class:`Trajectory` from a decoded record, raising :class:`TrajectoryError` when invalid.
 
-    Tool-call arguments given as objects are normalised to JSON strings (the OpenAI wire form).
+    Tool-call arguments given as objects are normalised to JSON strings (the OpenAI wire form); tool
+    references are resolved (``tool_schemas``: ``{domain: schemas}`` beside the registered ones) and skip
+    flags are taken off the messages into :attr:`Trajectory.skipped_turns`.
     """
-    errs = validate_record(obj)
+    errs = validate_record(obj, tool_schemas)
     if errs:
         f, msg = errs[0]
         raise TrajectoryError(msg, field=f)
+    tools = obj.get("tools") or []
+    if isinstance(tools, str) or all(isinstance(t, str) for t in tools):
+        tools, _ = _referenced_tools(obj, tools, tool_schemas) if tools else ([], None)
     messages = []
+    skipped = set()
     for m in obj["messages"]:
         m = dict(m)
+        flags = m.pop("pivotrl", None) or {}
+        if flags.get("skip"):
+            skipped.add(sum(1 for x in messages if x.get("role") == "assistant"))
         if m.get("tool_calls"):
             calls = []
             for c in m["tool_calls"]:
@@ -267,10 +355,11 @@ def record_from_dict(obj: dict[str, Any]) -> Trajectory:
         id=obj["id"],
         messages=messages,
         domain=obj.get("domain") or "generic",
-        tools=list(obj.get("tools") or []),
+        tools=list(tools),
         env=dict(obj.get("env") or {}),
         task=obj.get("task"),
         metadata=dict(obj.get("metadata") or {}),
+        skipped_turns=frozenset(skipped),
     )
 
 
@@ -506,12 +595,15 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any, str | None]]:
         yield item.line, item.value, item.error
 
 
-def load_trajectories(path: str | Path, *, strict: bool = False) -> LoadResult:
+def load_trajectories(path: str | Path, *, strict: bool = False,
+                      tool_schemas: dict[str, list[dict[str, Any]]] | None = None) -> LoadResult:
     """Load a JSONL file of trajectory records.
 
     Args:
         path: The file.
         strict: Raise :class:`TrajectoryError` on the first bad record instead of skipping it.
+        tool_schemas: ``{domain: schemas}`` for records saying ``"tools": "domain"``, beside the schemas of
+            registered domains (a :class:`~pivot_envs.domain.Domain` passes its own).
 
     >>> result = load_trajectories(bundled_path("tool_use"))  # doctest: +SKIP
     >>> len(result), result.errors  # doctest: +SKIP
@@ -534,7 +626,7 @@ def load_trajectories(path: str | Path, *, strict: bool = False) -> LoadResult:
         if item.error is not None:
             bad(lineno, item.field, item.error)
             continue
-        problems = validate_record(obj)
+        problems = validate_record(obj, tool_schemas)
         if problems:
             for fld, msg in problems if not strict else problems[:1]:
                 bad(lineno, fld, msg)
@@ -543,7 +635,7 @@ def load_trajectories(path: str | Path, *, strict: bool = False) -> LoadResult:
             bad(lineno, "id", f"duplicate id {obj['id']!r} (first seen on line {seen[obj['id']]})")
             continue
         seen[obj["id"]] = lineno
-        good.append(record_from_dict(obj))
+        good.append(record_from_dict(obj, tool_schemas))
     return LoadResult(good, errors, path)
 
 
@@ -614,9 +706,10 @@ def is_error_output(text: str) -> bool:
 def extract_candidates(
     trajectories: Iterable[Trajectory], options: CandidateOptions | None = None
 ) -> tuple[list[Candidate], Counter[str]]:
-    """Every assistant turn becomes a candidate unless a cleaning rule drops it.
+    """Every assistant turn becomes a candidate unless it is flagged ``skip`` or a cleaning rule drops it.
 
-    Returns the candidates and a counter of drops by rule name (``kept`` counts the candidates).
+    Returns the candidates and a counter of drops by rule name (``kept`` counts the candidates,
+    ``skipped`` the turns flagged in the record).
     """
     opts = options or CandidateOptions()
     out: list[Candidate] = []
@@ -629,6 +722,9 @@ def extract_candidates(
             signature = json.dumps([(c.name, c.arguments) for c in action.tool_calls], sort_keys=True)
             previous.append(signature if action.tool_calls else "")
             run = previous[-opts.doom_loop_length :]
+            if turn in traj.skipped_turns:
+                stats["skipped"] += 1
+                continue
             if opts.drop_unknown_tool and any(c.name not in known for c in action.tool_calls):
                 stats["unknown_tool"] += 1
                 continue

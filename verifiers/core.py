@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, KeysView, Sequence
+from collections.abc import Callable, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -205,8 +206,8 @@ class Verifier(ABC):
         return [self.verify(expected, c, context) for c in candidates]
 
 
-# Names -> "module:Class" so heavy verifiers (judges, execution) import lazily.
-_REGISTRY: dict[str, str] = {
+# Names -> "module:Class" (or a factory) so heavy verifiers (judges, execution) import lazily.
+_REGISTRY: dict[str, str | Callable[..., Verifier]] = {
     "exact": "verifiers.exact:ExactMatch",
     "toolcall": "verifiers.toolcall:ToolCallRules",
     "nemo": "verifiers.nemo:NemoComparator",
@@ -217,22 +218,140 @@ _REGISTRY: dict[str, str] = {
     "judge": "verifiers.judge:JudgeVerifier",
 }
 
+#: Third-party verifiers: ``name = "module:ClassOrFactory"`` entries, read on the first unknown name.
+ENTRY_POINT_GROUP = "pivotrl.verifiers"
+_entry_points_loaded = False
 
-def register_verifier(name: str, entry_point: str) -> None:
-    """Make ``make_verifier(name)`` build the class at ``entry_point`` (``"module:Class"``)."""
+
+def register_verifier(name: str, entry_point: str | Callable[..., Verifier]) -> None:
+    """Make ``make_verifier(name, **kwargs)`` build ``entry_point(**kwargs)``.
+
+    ``entry_point`` is a ``"module:Class"`` string (imported on first use) or the class or factory itself.
+    Packages can instead declare ``[project.entry-points."pivotrl.verifiers"] name = "module:Class"``.
+    """
+    if not isinstance(entry_point, str) and not callable(entry_point):
+        raise TypeError(f"register_verifier({name!r}, ...): expected 'module:Class' or a callable, "
+                        f"got {type(entry_point).__name__}")
     _REGISTRY[name] = entry_point
 
 
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _REGISTRY.setdefault(ep.name, ep.value)  # built-in names are never replaced by a plugin
+
+
 def list_verifiers() -> list[str]:
+    """Every registered verifier name (built-ins, ``register_verifier`` and entry points)."""
+    _load_entry_points()
     return sorted(_REGISTRY)
 
 
-def make_verifier(name: str, **kwargs: Any) -> Verifier:
-    """Build a registered verifier by name, with a "did you mean" error for unknown names."""
+@dataclass(frozen=True)
+class VerifierSpec:
+    """A registered verifier name with constructor arguments: ``VerifierSpec("tool_use", {"text_threshold": 0.9})``.
+
+    Hashable and printable (:attr:`label`), so it can key caches; ``Domain(verifier=("tool_use", {...}))``
+    becomes one of these.
+    """
+
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash(self.label)
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name(key=value, ...)`` with sorted keys: stable text for cache keys and reports."""
+        if not self.kwargs:
+            return self.name
+        args = ", ".join(f"{k}={json.dumps(v, sort_keys=True, default=str)}" for k, v in sorted(self.kwargs.items()))
+        return f"{self.name}({args})"
+
+    def build(self, **extra: Any) -> Verifier:
+        return make_verifier(self.name, **{**self.kwargs, **extra})
+
+
+#: How a verifier can be given: a registered name, ``(name, kwargs)``, a :class:`VerifierSpec`, a configured
+#: instance, or a zero-argument factory (a class or function) returning a :class:`Verifier`.
+VerifierLike = str | tuple[str, Mapping[str, Any]] | VerifierSpec | Verifier | Callable[..., Verifier]
+
+
+def as_verifier_spec(spec: VerifierLike) -> str | VerifierSpec | Verifier | Callable[..., Verifier]:
+    """Normalise ``spec``: a ``(name, kwargs)`` pair becomes a :class:`VerifierSpec`; anything invalid raises
+    :class:`VerifierError` saying what is accepted."""
+    if isinstance(spec, (str, VerifierSpec, Verifier)):
+        return spec
+    if isinstance(spec, tuple):
+        if len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], Mapping):
+            return VerifierSpec(spec[0], dict(spec[1]))
+        raise VerifierError(f"a verifier tuple must be (name, {{kwargs}}), e.g. ('tool_use', {{'text_threshold': 0.9}}); "
+                            f"got {spec!r}")
+    if callable(spec):
+        return spec
+    raise VerifierError(f"a verifier is a name, (name, kwargs), a Verifier instance or a factory; got "
+                        f"{type(spec).__name__} {spec!r:.80}")
+
+
+def verifier_label(spec: VerifierLike) -> str:
+    """Stable text naming ``spec`` (profiling cache keys, ``pivotrl envs list``, reports).
+
+    >>> verifier_label(("tool_use", {"text_threshold": 0.9}))
+    'tool_use(text_threshold=0.9)'
+    """
+    spec = as_verifier_spec(spec)
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, VerifierSpec):
+        return spec.label
+    if isinstance(spec, Verifier):
+        return spec.name
+    return f"{getattr(spec, '__module__', '')}:{getattr(spec, '__qualname__', type(spec).__name__)}"
+
+
+def make_verifier(spec: VerifierLike, **kwargs: Any) -> Verifier:
+    """Build a verifier from a name (registered, or from the ``pivotrl.verifiers`` entry points), a
+    ``(name, kwargs)`` pair, a :class:`VerifierSpec`, an instance (returned as is) or a factory.
+
+    ``kwargs`` go to the constructor; an unknown name raises :class:`VerifierError` with a "did you mean".
+    """
+    spec = as_verifier_spec(spec)
+    if isinstance(spec, VerifierSpec):
+        return spec.build(**kwargs)
+    if isinstance(spec, Verifier):
+        if kwargs:
+            raise VerifierError(f"verifier {spec.name!r} is an instance: it takes no arguments ({sorted(kwargs)}); "
+                                "give a name or a factory instead, or configure the instance yourself")
+        return spec
+    if not isinstance(spec, str):
+        return _checked(spec(**kwargs), verifier_label(spec))
+    name = spec
+    if name not in _REGISTRY:
+        _load_entry_points()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise VerifierError(f"unknown verifier {name!r}; known: {', '.join(sorted(_REGISTRY))}.{hint}")
-    module, _, attr = _REGISTRY[name].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    return cls(**kwargs)
+        raise VerifierError(f"unknown verifier {name!r}; known: {', '.join(sorted(_REGISTRY))}.{hint} "
+                            f"(plugins add theirs with register_verifier or the {ENTRY_POINT_GROUP!r} entry points)")
+    target = _REGISTRY[name]
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        try:
+            target = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise VerifierError(f"verifier {name!r} points at {_REGISTRY[name]!r}, which cannot be imported: "
+                                f"{exc}") from exc
+    return _checked(target(**kwargs), name)
+
+
+def _checked(verifier: Any, what: str) -> Verifier:
+    if not isinstance(verifier, Verifier):
+        raise VerifierError(f"verifier {what!r} built a {type(verifier).__name__}, not a verifiers.Verifier; "
+                            "a factory must return a Verifier instance")
+    return verifier
