@@ -82,8 +82,9 @@ class EpisodeEvalResult:
 
 
 def all_states(env: TrajectoryEnv, trajectory_ids: Sequence[str] | None = None) -> list[tuple[str, int]]:
-    """Every (trajectory id, turn) of the given trajectories (default: all of ``env``)."""
-    return [(tid, turn) for tid in (trajectory_ids or env.ids) for turn in range(env.trajectories[tid].num_turns)]
+    """Every (trajectory id, turn) of the given trajectories (default: all of ``env``), without the turns their
+    records flag ``"pivotrl": {"skip": true}``."""
+    return [(tid, turn) for tid in (trajectory_ids or env.ids) for turn in env.trajectories[tid].scored_turns]
 
 
 def evaluate_turns(
