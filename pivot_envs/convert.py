@@ -53,13 +53,18 @@ from pivot_envs.trajectory import (
 )
 
 __all__ = [
+    "ANSWER_FIELDS",
     "FORMATS",
+    "NEMO_AGENT_PRESETS",
+    "NEMO_PRESETS",
     "ConvertReport",
+    "check_nemo_settings",
     "convert_file",
     "detect_format",
     "from_nemo_gym",
     "from_openai",
     "from_sharegpt",
+    "nemo_settings",
 ]
 
 _RECORD_KEYS = ("id", "domain", "messages", "tools", "env", "task", "metadata")
@@ -448,7 +453,137 @@ def from_openai(obj: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# NeMo Gym pivot rows (OpenAI Responses API items)
+# NeMo Gym rows (OpenAI Responses API items)
+
+#: The comparator settings of NeMo Gym's ``single_step_tool_use_with_argument_comparison`` configs
+#: (nemo-gym 0.7.0, ``configs/*.yaml``, ``tool_call_comparator_config``), by the short name
+#: ``--nemo-preset`` takes. The same example file feeds several configs, so a row rarely says which
+#: applies: its ``agent_ref.name`` does when it names one of these configs' agents (see
+#: :data:`NEMO_AGENT_PRESETS`), otherwise the caller says.
+NEMO_PRESETS: dict[str, dict[str, Any]] = {
+    "tool_use": {"word_count_similarity_threshold": 0.1},
+    "toolcall_schema": {"word_count_similarity_threshold": 0.1},
+    "swe": {"word_count_similarity_threshold": 0.0},
+    "droid": {"word_count_similarity_threshold": 0.0},
+    "search": {"word_count_similarity_threshold": 0.3},
+    "parallel": {
+        "word_count_similarity_threshold": 0.1,
+        "parallel_tool_call_rewarding": True,
+        "allow_subset": True,
+        "allow_superset": True,
+        "parallel_tool_call_reward_mode": "f1",
+    },
+}
+_SINGLE_STEP = "single_step_tool_use_with_argument_comparison"
+#: ``agent_ref.name`` -> preset. The configs' agents, plus the agent of NeMo's own ``swe_pivot`` rows
+#: (that server judges with its own layered rule; the SWE config's comparator setting is the nearest
+#: ``nemo`` equivalent).
+NEMO_AGENT_PRESETS: dict[str, str] = {
+    f"{_SINGLE_STEP}_agent": "tool_use",
+    f"toolcall_schema_{_SINGLE_STEP}_agent": "toolcall_schema",
+    f"swe_pivot_{_SINGLE_STEP}_agent": "swe",
+    f"droid_pivot_{_SINGLE_STEP}_agent": "droid",
+    f"search_pivot_{_SINGLE_STEP}_agent": "search",
+    f"parallel_tool_calls_{_SINGLE_STEP}_agent": "parallel",
+    "swe_pivot_tool_simulation_agent": "swe",
+}
+# NeMo's ToolCallComparatorConfig fields, checked here so a typo fails at conversion, not in training.
+_NEMO_SETTING_KINDS: dict[str, tuple[type, ...]] = {
+    "word_count_similarity_threshold": (int, float),
+    "floating_point_comparison_threshold": (int, float),
+    "parallel_tool_call_rewarding": (bool,),
+    "allow_subset": (bool,),
+    "allow_superset": (bool,),
+    "parallel_tool_call_reward_mode": (str,),
+}
+_REWARD_MODES = ("binary_strict", "fractional", "f1")
+#: Row fields that hold a demonstration when there is no ``expected_action`` or rollout, in the order
+#: they are tried.
+ANSWER_FIELDS = ("expected_answer", "expected_answers", "ground_truth")
+
+
+def check_nemo_settings(settings: Any, where: str = "verifier_settings") -> dict[str, Any]:
+    """Validate NeMo comparator settings (``tool_call_comparator_config`` keys); return a plain copy.
+
+    >>> check_nemo_settings({"word_count_similarity_threshold": 0})
+    {'word_count_similarity_threshold': 0}
+
+    Raises:
+        TrajectoryError: an unknown key or a value of the wrong type; ``field`` names it.
+    """
+    if not isinstance(settings, dict):
+        raise TrajectoryError(f"expected an object of comparator settings, got {_kind(settings)}", field=where)
+    for key, value in settings.items():
+        kinds = _NEMO_SETTING_KINDS.get(key)
+        if kinds is None:
+            close = difflib.get_close_matches(str(key), list(_NEMO_SETTING_KINDS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TrajectoryError(
+                f"unknown NeMo comparator setting {key!r}{hint} Known: {', '.join(_NEMO_SETTING_KINDS)}",
+                field=f"{where}.{key}",
+            )
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+            want = " or ".join(k.__name__ for k in kinds)
+            raise TrajectoryError(f"expected {want}, got {_kind(value)} {value!r}", field=f"{where}.{key}")
+        if key == "parallel_tool_call_reward_mode" and value not in _REWARD_MODES:
+            raise TrajectoryError(
+                f"unknown reward mode {value!r}; expected one of {', '.join(_REWARD_MODES)}", field=f"{where}.{key}"
+            )
+    return dict(settings)
+
+
+def nemo_settings(preset_or_path: str | Path) -> dict[str, Any]:
+    """Comparator settings from a preset name (:data:`NEMO_PRESETS`) or a NeMo Gym config YAML file.
+
+    A YAML file must hold exactly one ``tool_call_comparator_config`` (NeMo's resources-server configs
+    do); its keys are checked with :func:`check_nemo_settings`.
+
+    Raises:
+        ValueError: an unknown preset or a file without exactly one comparator config.
+        FileNotFoundError: ``preset_or_path`` looks like a path and no file is there.
+    """
+    text = str(preset_or_path)
+    if text in NEMO_PRESETS:
+        return dict(NEMO_PRESETS[text])
+    path = Path(text)
+    if path.suffix not in (".yaml", ".yml", ".json"):
+        close = difflib.get_close_matches(text, list(NEMO_PRESETS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"unknown NeMo preset {text!r}{hint} Known presets: {', '.join(NEMO_PRESETS)}; or pass a NeMo Gym "
+            "config file (.yaml) that holds a tool_call_comparator_config"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"no NeMo Gym config file at {text!r}")
+    import yaml  # a declared dependency; loaded only for this option
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{text}: not a readable YAML file ({type(exc).__name__}: {exc})") from exc
+    found: list[tuple[str, Any]] = []
+    stack: list[tuple[str, Any]] = [("", config)]
+    while stack:
+        at, node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{at}.{key}" if at else str(key)
+                if key == "tool_call_comparator_config":
+                    found.append((here, value))
+                else:
+                    stack.append((here, value))
+        elif isinstance(node, list):
+            stack.extend((f"{at}[{i}]", v) for i, v in enumerate(node))
+    if len(found) != 1:
+        where = ", ".join(at for at, _ in found) or "none"
+        raise ValueError(
+            f"{text}: expected exactly one tool_call_comparator_config, found {len(found)} ({where}); "
+            "pass the config of one resources server"
+        )
+    try:
+        return check_nemo_settings(found[0][1], found[0][0])
+    except TrajectoryError as exc:
+        raise ValueError(f"{text}: {exc}") from exc
 
 
 class _ResponsesBuilder:
@@ -466,6 +601,8 @@ class _ResponsesBuilder:
         self.open: dict[str, Any] | None = None  # the assistant turn later function_calls join
         self.reasoning: list[str] = []
         self.call_ids: set[str] = set()
+        self.lenient = False  # set while reading a rollout: orphan call outputs become user turns
+        self.orphans = 0
 
     def attach_reasoning(self, msg: dict[str, Any]) -> None:
         if self.reasoning:
@@ -512,6 +649,12 @@ class _ResponsesBuilder:
 
     def output(self, item: dict[str, Any], where: str) -> None:
         cid = item.get("call_id")
+        if self.lenient and (not isinstance(cid, str) or cid not in self.call_ids):
+            # a rollout's environment speaking without a call (NeMo's harbor agent asks "are you sure?"
+            # this way): it is what the agent saw next, so it stays, as a user turn
+            self.orphans += 1
+            self.message("user", _text(item.get("output"), f"{where}.output", json_ok=True) or "")
+            return
         if not isinstance(cid, str) or cid not in self.call_ids:
             raise TrajectoryError(
                 f"{cid!r} answers no earlier function_call item; expected the call_id of one",
@@ -525,6 +668,30 @@ class _ResponsesBuilder:
                 "content": _text(item.get("output"), f"{where}.output", json_ok=True) or "",
             }
         )
+
+    def item(self, item: Any, where: str) -> None:
+        """Append one input or output item (message of any role, call, call output, reasoning)."""
+        itype = _item_type(item, where)
+        if itype == "message":
+            self.message(_item_role(item, where), _text(item.get("content"), f"{where}.content") or "")
+        elif itype == "function_call":
+            self.call(item, where)
+        elif itype == "function_call_output":
+            self.output(item, where)
+        else:
+            text = _reasoning_text(item, where)
+            if text:
+                self.reasoning.append(text)
+
+    def drop_empty_turns(self) -> int:
+        """Remove assistant turns with neither text nor calls (a rollout's empty message); return how many."""
+        keep = [
+            m for m in self.messages
+            if m["role"] != "assistant" or m.get("tool_calls") or (m.get("content") or "").strip()
+        ]
+        dropped = len(self.messages) - len(keep)
+        self.messages = keep
+        return dropped
 
 
 def _item_type(item: Any, where: str) -> str:
@@ -566,38 +733,174 @@ def _reasoning_text(item: dict[str, Any], where: str) -> str:
     return ""
 
 
-def from_nemo_gym(obj: Any) -> dict[str, Any]:
-    """Convert a NeMo Gym pivot row into a record whose last assistant turn is the expected action.
+def _rollout_items(response: Any) -> tuple[list[Any], str] | None:
+    """A rollout's ``response.output`` items and where they sit, or None when the row has none.
 
-    The row is ``{"responses_create_params": {"input": [...], "tools": [...], ...}, "expected_action":
-    item-or-items, ...}``. ``input`` holds Responses API items (``message`` / role-only messages,
-    ``function_call``, ``function_call_output``, ``reasoning``); a plain string is one user message and
-    ``instructions`` a leading system message. ``expected_action`` (function_call items, an assistant
-    message, reasoning) becomes one final assistant turn. Flat Responses tool specs are wrapped as chat
-    tools. The row's ``id``/``domain`` (default ``generic``) are kept; its ``metadata`` and every other
-    top-level key (``agent_ref``, ...) go under ``metadata``, the remaining request parameters under
-    ``metadata["responses_create_params"]``.
+    Some agents (NeMo's aviary agents) write one cumulative transcript per step, a list of item lists
+    each extending the one before: the last one is the whole rollout.
+    """
+    if not isinstance(response, dict) or response.get("output") is None:
+        return None
+    output = response["output"]
+    if not isinstance(output, list):
+        raise TrajectoryError(f"expected a list of Responses output items, got {_kind(output)}", field="response.output")
+    if output and all(isinstance(step, list) for step in output):
+        last = output[-1]
+        for k, step in enumerate(output[:-1]):
+            if step != last[: len(step)]:
+                raise TrajectoryError(
+                    "a list of item lists that are not one growing transcript (each step's items should start "
+                    "with the previous step's); convert one step per row instead",
+                    field=f"response.output[{k}]",
+                )
+        return last, f"response.output[{len(output) - 1}]"
+    return output, "response.output"
+
+
+def _has_assistant_item(items: list[Any]) -> bool:
+    """Whether a rollout has a call or non-blank assistant text (else it demonstrates nothing)."""
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call":
+            return True
+        if item.get("role") == "assistant" and item.get("type") in (None, "message"):
+            content = item.get("content")
+            parts = content if isinstance(content, list) else [content]
+            texts = [p.get("text") if isinstance(p, dict) else p for p in parts]
+            if any(isinstance(t, str) and t.strip() for t in texts):
+                return True
+    return False
+
+
+def _answer_turn(b: _ResponsesBuilder, key: str, value: Any) -> None:
+    """An ``expected_answer``-style value as the final assistant turn.
+
+    Calls (``{"name", "arguments"}`` objects, alone or in a list) become one turn of tool calls; text and
+    numbers a message; a list of plain values a message listing them (``", "``-separated); any other
+    value its JSON text.
+    """
+    calls = value if isinstance(value, list) else [value]
+    if calls and all(isinstance(c, dict) and "name" in c for c in calls):
+        b.open = None
+        b.start_turn()
+        for j, call in enumerate(calls):
+            b.call({"name": call.get("name"), "arguments": call.get("arguments")}, f"{key}[{j}]" if isinstance(value, list) else key)
+        return
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        text = ", ".join(v if isinstance(v, str) else json.dumps(v) for v in value)
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+    if not text.strip():
+        raise TrajectoryError("an empty answer; expected the text (or calls) the assistant should produce", field=key)
+    b.message("assistant", text)
+
+
+def _infer_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Function specs for the tools the turns call, for rows that declare none (NeMo's SWE pivot rows).
+
+    The schema lists each argument seen with the JSON type of its first value and requires nothing; it
+    is enough for candidate extraction and rule-level verifiers, not a substitute for the real schema.
+    """
+    specs: dict[str, dict[str, Any]] = {}
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+    for m in messages:
+        for call in m.get("tool_calls") or []:
+            fn = call["function"]
+            spec = specs.setdefault(
+                fn["name"],
+                {"name": fn["name"], "description": "Inferred from the calls in the row (it declared no tools).",
+                 "parameters": {"type": "object", "properties": {}}},
+            )
+            args = _loads(fn["arguments"], "<inferred>", "arguments", "a JSON object") or {}
+            props = spec["parameters"]["properties"]
+            for arg, value in args.items():
+                kind = names.get(type(value))
+                props.setdefault(arg, {"type": kind} if kind else {})
+    return [{"type": "function", "function": spec} for spec in specs.values()]
+
+
+def from_nemo_gym(
+    obj: Any,
+    *,
+    domain: str | None = None,
+    last_turn_only: bool = False,
+    verifier_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Convert a NeMo Gym row (a pivot row, a rollout or a row with an expected answer) into a record.
+
+    The row is ``{"responses_create_params": {"input": [...], "tools": [...], ...}, ...}``. ``input``
+    holds Responses API items (``message`` / role-only messages of any role, ``function_call``,
+    ``function_call_output``, ``reasoning``); a plain string is one user message and ``instructions`` a
+    leading system message. The demonstration is the first of:
+
+    1. ``expected_action`` (a pivot row): a ``function_call``, a ``function_call_batch`` (``calls``), a
+       ``message`` (``role`` optional), or a list of items, as one final assistant turn;
+    2. ``response.output`` (a rollout): its items continue the conversation as assistant, tool, user and
+       system turns (a list of growing per-step transcripts uses the last one);
+    3. ``expected_answer`` / ``expected_answers`` / ``ground_truth``: calls become one final turn of tool
+       calls, anything else one final assistant message;
+    4. assistant turns already in ``input``.
+
+    ``metadata["demonstration"]`` names the source. Flat Responses tool specs are wrapped as chat tools;
+    a row without tools falls back to ``declared_tools``, then to specs inferred from its calls
+    (``metadata["inferred_tools"]``). The row's ``id`` is kept; every other top-level key (``agent_ref``,
+    ``reward``, NeMo's own ``domain`` and ``task`` labels, ...) goes under ``metadata``, the remaining
+    request parameters under ``metadata["responses_create_params"]``.
+
+    Args:
+        obj: The decoded row.
+        domain: The record's domain (default ``generic``); a NeMo row's ``domain`` is NeMo's label.
+        last_turn_only: NeMo's designated pivot: only the last assistant turn is a candidate;
+            ``metadata["pivot_turn"]`` records it and candidate extraction skips the other turns.
+        verifier_settings: NeMo comparator settings (``tool_call_comparator_config`` keys) stored as
+            ``metadata["verifier_settings"]["nemo"]``, which the ``nemo`` verifier honours. Without
+            them a row whose ``agent_ref.name`` is a known config's agent gets that config's settings
+            (:data:`NEMO_AGENT_PRESETS`); a row's own ``metadata.verifier_settings`` are kept.
 
     Raises:
-        TrajectoryError: with ``field`` naming the malformed value (``responses_create_params.input[4].name``).
+        TrajectoryError: with ``field`` naming the malformed value (``responses_create_params.input[4].name``),
+            ``expected_action`` when the row holds no demonstration at all.
     """
     row = _row(obj)
     params = row.get("responses_create_params")
     if params is None:
         raise TrajectoryError(
-            'required: {"input": [...], "tools": [...]} (a NeMo Gym pivot row)',
+            'required: {"input": [...], "tools": [...]} (a NeMo Gym row)',
             field="responses_create_params",
         )
     params = _require_object(params, "responses_create_params")
     items = params.get("input")
     if isinstance(items, str):
-        items = [{"role": "user", "content": items}]
-    if not isinstance(items, list) or not items:
+        items = [{"role": "user", "content": items}] if items.strip() else []
+    if not isinstance(items, list):
         raise TrajectoryError(
-            f"required: a non-empty list of Responses input items, got {_kind(items)}",
+            f"required: a list of Responses input items, got {_kind(items)}", field="responses_create_params.input"
+        )
+    rollout = _rollout_items(row.get("response")) if row.get("expected_action") is None else None
+    if rollout is not None and not _has_assistant_item(rollout[0]):
+        rollout = None  # an empty or failed rollout: fall back to the row's answer fields
+    answer_key = next((k for k in ANSWER_FIELDS if row.get(k) is not None), None)
+    has_demo = row.get("expected_action") is not None or rollout is not None or answer_key is not None
+    if not has_demo and not _has_assistant_item(items):
+        present = [k for k in ("response", *ANSWER_FIELDS) if k in row]
+        raise TrajectoryError(
+            "no demonstration: expected an expected_action, a rollout's response.output with an assistant "
+            f"item, or one of {', '.join(ANSWER_FIELDS)}"
+            + (f" (present but empty: {', '.join(present)})" if present else "")
+            + ". A row that only sets a task for an online environment has nothing to learn from; convert "
+            "its rollouts (example_rollouts.jsonl) instead",
+            field="expected_action",
+        )
+    if not items and rollout is None:
+        raise TrajectoryError(
+            "required: a non-empty list of Responses input items (or a rollout's response.output), got an "
+            "empty input: the demonstration would answer no prompt",
             field="responses_create_params.input",
         )
-    b = _ResponsesBuilder(_CallIds(_collect_ids([items, row.get("expected_action")])))
+    b = _ResponsesBuilder(_CallIds(_collect_ids([items, row.get("expected_action"), rollout])))
     instructions = params.get("instructions")
     if instructions is not None:
         if not isinstance(instructions, str):
@@ -606,54 +909,104 @@ def from_nemo_gym(obj: Any) -> dict[str, Any]:
             )
         b.message("system", instructions)
     for i, item in enumerate(items):
-        w = f"responses_create_params.input[{i}]"
-        itype = _item_type(item, w)
-        if itype == "message":
-            b.message(_item_role(item, w), _text(item.get("content"), f"{w}.content") or "")
-        elif itype == "function_call":
-            b.call(item, w)
-        elif itype == "function_call_output":
-            b.output(item, w)
-        else:
-            text = _reasoning_text(item, w)
-            if text:
-                b.reasoning.append(text)
+        b.item(item, f"responses_create_params.input[{i}]")
 
-    expected = row.get("expected_action")
-    if expected is None:
-        if b.turn < 0:
-            raise TrajectoryError(
-                "required: the demonstrated action (a function_call item, a list of them, or an "
-                "assistant message); the input has no assistant turn either",
-                field="expected_action",
-            )
+    consumed = ["responses_create_params", "expected_action", "domain", "task"]
+    if row.get("expected_action") is not None:
+        _expected_turn(b, row["expected_action"])
+        source = "expected_action"
+    elif rollout is not None:
+        b.open, b.reasoning, b.lenient = None, [], True
+        for j, item in enumerate(rollout[0]):
+            b.item(item, f"{rollout[1]}[{j}]")
+        source = "response.output"
+    elif answer_key is not None:
+        _answer_turn(b, answer_key, row[answer_key])
+        source = answer_key
     else:
-        _expected_turn(b, expected)
+        source = "input"
+    dropped = b.drop_empty_turns()
+    if not any(m["role"] == "assistant" for m in b.messages):
+        raise TrajectoryError(f"the {source} holds no assistant text or call", field=source)
 
     tools = _tools(params.get("tools"), "responses_create_params.tools")
+    if not tools and row.get("declared_tools"):
+        tools = _tools(row["declared_tools"], "declared_tools")
+        consumed.append("declared_tools")
+    meta: dict[str, Any] = {"source_format": "nemo_gym", "demonstration": source}
+    if not tools:
+        tools = _infer_tools(b.messages)
+        if tools:
+            meta["inferred_tools"] = [t["function"]["name"] for t in tools]
+    if dropped:
+        meta["dropped_empty_turns"] = dropped
+    if b.orphans:
+        meta["orphan_outputs_as_user_turns"] = b.orphans
     rest = {k: v for k, v in params.items() if k not in ("input", "tools", "instructions")}
-    meta: dict[str, Any] = {"source_format": "nemo_gym"}
     if rest:
         meta["responses_create_params"] = copy.deepcopy(rest)
-    return _finish(
-        row, b.messages, tools, consumed=("responses_create_params", "expected_action"), metadata=meta
-    )
+    for key in ("domain", "task"):  # NeMo's labels ("safety", "verb-extract", a tau2 task), not ours
+        if row.get(key) is not None:
+            meta[key] = copy.deepcopy(row[key])
+    if rollout is not None and source == "response.output":
+        consumed.append("response")
+        meta["response"] = {k: copy.deepcopy(v) for k, v in row["response"].items() if k not in ("output", "tools")}
+    own = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+    if verifier_settings is not None:
+        settings: Any = check_nemo_settings(verifier_settings)
+    elif isinstance(own.get("verifier_settings"), dict) and "nemo" in own["verifier_settings"]:
+        settings = check_nemo_settings(own["verifier_settings"]["nemo"], "metadata.verifier_settings.nemo")
+    else:
+        agent = row.get("agent_ref", {}).get("name") if isinstance(row.get("agent_ref"), dict) else None
+        preset = NEMO_AGENT_PRESETS.get(agent) if isinstance(agent, str) else None
+        settings = dict(NEMO_PRESETS[preset]) if preset else None
+        if preset:
+            meta["verifier_preset"] = preset
+    record_row = {k: v for k, v in row.items() if k not in ("domain", "task")}
+    if domain:
+        record_row["domain"] = domain
+    record = _finish(record_row, b.messages, tools, consumed=tuple(consumed), metadata=meta)
+    if settings is not None:
+        record.setdefault("metadata", {}).setdefault("verifier_settings", {})
+        record["metadata"]["verifier_settings"] = {**record["metadata"]["verifier_settings"], "nemo": settings}
+    if last_turn_only:
+        record["metadata"]["pivot_turn"] = sum(m["role"] == "assistant" for m in record["messages"]) - 1
+    return record
 
 
 def _expected_turn(b: _ResponsesBuilder, expected: Any) -> None:
-    """Append ``expected_action`` (one item or a list) as a single, final assistant turn."""
+    """Append ``expected_action`` as a single, final assistant turn.
+
+    NeMo's actions: ``{"type": "function_call", "name", "arguments"}``, ``{"type": "function_call_batch",
+    "calls": [...]}`` (parallel calls), ``{"type": "message", "content"}`` (no ``role``: it is the
+    assistant's); also a list of Responses items or a chat-format assistant turn.
+    """
     many = isinstance(expected, list)
     items = expected if many else [expected]
+    if isinstance(expected, dict) and expected.get("type") == "function_call_batch":
+        calls = expected.get("calls")
+        if not isinstance(calls, list) or not calls:
+            raise TrajectoryError(
+                f"required: a non-empty list of function_call items, got {_kind(calls)}", field="expected_action.calls"
+            )
+        for k, call in enumerate(calls):
+            if _require_object(call, f"expected_action.calls[{k}]").get("type", "function_call") != "function_call":
+                raise TrajectoryError(
+                    f"expected a function_call item, got type {call.get('type')!r}", field=f"expected_action.calls[{k}].type"
+                )
+        items, many, prefix = calls, True, "expected_action.calls"
+    else:
+        prefix = "expected_action"
     if not items:
         raise TrajectoryError(
-            "expected a function_call item, a list of them, or an assistant message; got []",
+            "expected a function_call item, a function_call_batch, a list of items, or an assistant message; got []",
             field="expected_action",
         )
     b.open = None
     turn = b.start_turn()
     texts: list[str] = []
     for j, item in enumerate(items):
-        w = f"expected_action[{j}]" if many else "expected_action"
+        w = f"{prefix}[{j}]" if many else prefix
         if isinstance(item, dict) and "tool_calls" in item and "type" not in item:  # chat-format turn
             if item.get("role", "assistant") != "assistant":
                 raise TrajectoryError(
@@ -672,14 +1025,15 @@ def _expected_turn(b: _ResponsesBuilder, expected: Any) -> None:
                     f"{w}.tool_calls[{k}].function",
                 )
             continue
-        itype = _item_type(item, w)
+        itype = "function_call" if prefix.endswith(".calls") and "type" not in item else _item_type(item, w)
         if itype == "function_call":
             b.call(item, w)
         elif itype == "reasoning":
             text = _reasoning_text(item, w)
             if text:
                 b.reasoning.append(text)
-        elif itype == "message" and _item_role(item, w) == "assistant":
+        elif itype == "message" and ("role" not in item or _item_role(item, w) == "assistant"):
+            # NeMo's MessageAction has no role: the expected action is always the assistant's
             texts.append(_text(item.get("content"), f"{w}.content") or "")
         else:
             raise TrajectoryError(
@@ -903,6 +1257,7 @@ class ConvertReport:
     errors: list[RecordError] = field(default_factory=list)
     in_path: str = ""
     out_path: str = ""
+    rows: int = 0  # lines holding something (blank lines are not rows), converted or not
 
     @property
     def failed_lines(self) -> list[int]:
@@ -920,7 +1275,7 @@ class ConvertReport:
 
 
 def convert_file(
-    in_path: str | Path, out_path: str | Path, fmt: str, *, strict: bool = False
+    in_path: str | Path, out_path: str | Path, fmt: str, *, strict: bool = False, **options: Any
 ) -> ConvertReport:
     """Convert a JSONL file of ``fmt`` rows into a JSONL file of canonical records.
 
@@ -929,6 +1284,8 @@ def convert_file(
         out_path: Where to write the records (atomically; only the good ones).
         fmt: A key of :data:`FORMATS`, or ``"auto"`` to :func:`detect_format` each line.
         strict: Raise on the first bad line (nothing is written) instead of reporting it and going on.
+        options: Keyword options of :func:`from_nemo_gym` (``domain``, ``last_turn_only``,
+            ``verifier_settings``), applied to NeMo Gym rows; other formats take none.
 
     Returns:
         The count written and a :class:`RecordError` (file, line, field, message) per problem; a file
@@ -936,7 +1293,8 @@ def convert_file(
         ``<file>``), so a caller can fail on ``report.errors`` alone.
 
     Raises:
-        ValueError: ``fmt`` is unknown (the message lists the known ones).
+        ValueError: ``fmt`` is unknown (the message lists the known ones), or ``options`` were given
+            for a format that takes none.
         FileNotFoundError: ``in_path`` does not exist.
         TrajectoryError: ``strict`` and a line is bad; ``path``, ``line`` and ``field`` are set.
     """
@@ -945,6 +1303,20 @@ def convert_file(
         close = difflib.get_close_matches(str(fmt), known, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown trajectory format {fmt!r}; known formats: {', '.join(known)}{hint}")
+    options = {k: v for k, v in options.items() if v not in (None, False)}
+    if options and fmt not in ("nemo_gym", "auto"):
+        raise ValueError(
+            f"{', '.join(sorted(options))}: options of NeMo Gym rows, and the format is {fmt!r}; "
+            "drop them or convert with --from nemo_gym"
+        )
+    bad_keys = sorted(set(options) - {"domain", "last_turn_only", "verifier_settings"})
+    if bad_keys:
+        raise ValueError(f"unknown option(s) {', '.join(bad_keys)}; known: domain, last_turn_only, verifier_settings")
+    if "verifier_settings" in options:
+        try:
+            options["verifier_settings"] = check_nemo_settings(options["verifier_settings"])
+        except TrajectoryError as exc:
+            raise ValueError(str(exc)) from exc
     in_path = str(in_path)
     if not Path(in_path).is_file():
         raise FileNotFoundError(f"no input file at {in_path!r}")
@@ -957,14 +1329,16 @@ def convert_file(
             raise TrajectoryError(msg, path=in_path, line=lineno, field=fld or "<record>")
         errors.append(RecordError(in_path, lineno, fld or "<record>", msg))
 
+    rows = 0
     for item in read_jsonl(in_path):
         lineno, obj = item.line, item.value
+        rows += lineno > 0
         if item.error is not None:
             bad(lineno, item.field, item.error)
             continue
         try:
-            convert = FORMATS[detect_format(obj) if fmt == "auto" else fmt]
-            record = convert(obj)
+            row_fmt = detect_format(obj) if fmt == "auto" else fmt
+            record = FORMATS[row_fmt](obj, **options) if row_fmt == "nemo_gym" else FORMATS[row_fmt](obj)
         except TrajectoryError as exc:
             bad(lineno, exc.field, exc.reason)
             continue
@@ -982,4 +1356,4 @@ def convert_file(
         seen[record["id"]] = lineno
         good.append(record_from_dict(record))
     n = save_trajectories(good, out_path)
-    return ConvertReport(n, errors, in_path, str(out_path))
+    return ConvertReport(n, errors, in_path, str(out_path), rows)

@@ -320,6 +320,7 @@ def test_from_nemo_gym_converts_a_pivot_row():
         "difficulty": "easy",
         "agent_ref": {"type": "responses_api_agents", "name": "simple_agent"},
         "source_format": "nemo_gym",
+        "demonstration": "expected_action",
         "responses_create_params": {"parallel_tool_calls": True, "temperature": 0.0},
     }
     traj = check_canonical(rec)
