@@ -28,9 +28,11 @@ try:  # recent typer carries its own copy of click; older releases use click its
 except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as _click_errors
 
-console = Console()
+# emoji=False: user data (paths, record fields, "file.jsonl:100: ...") is printed as written; rich would
+# turn ":100:" into an emoji. Markup in user data is escaped where it is printed (rich.markup.escape).
+console = Console(emoji=False)
 # soft_wrap: an error stays one line whatever the terminal's width (rich would break it at 80 columns)
-err = Console(stderr=True, soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -174,7 +176,7 @@ def data_validate(path: Path = typer.Argument(..., help="A JSONL file of traject
     for e in result.errors:
         err.print(f"[red]error[/red] {escape(str(e))}")
     bad_lines = len({e.line for e in result.errors})
-    console.print(f"{len(result)} valid record(s), {bad_lines} invalid line(s) in {path}")
+    console.print(f"{len(result)} valid record(s), {bad_lines} invalid line(s) in {escape(str(path))}")
     if result.errors:
         raise typer.Exit(1)
 
@@ -183,21 +185,37 @@ def data_validate(path: Path = typer.Argument(..., help="A JSONL file of traject
 def data_convert(in_path: Path = typer.Argument(..., help="Input JSONL."),
                  out_path: Path = typer.Argument(..., help="Output JSONL (canonical OpenAI chat records)."),
                  fmt: str = typer.Option("auto", "--from", help="openai | nemo_gym | sharegpt | auto"),
-                 strict: bool = typer.Option(False, help="Stop at the first bad line.")) -> None:
-    """Convert another trajectory format into canonical records."""
-    from pivot_envs.convert import convert_file
-    from pivot_envs.trajectory import TrajectoryError
+                 strict: bool = typer.Option(False, help="Stop at the first bad line."),
+                 domain: str | None = typer.Option(
+                     None, help="NeMo Gym rows: the records' domain (default generic; a row's own `domain` is "
+                                "NeMo's label and goes under metadata)."),
+                 last_turn_only: bool = typer.Option(
+                     False, "--last-turn-only",
+                     help="NeMo Gym rows: only the last assistant turn (NeMo's designated pivot) is a candidate; "
+                          "earlier turns are flagged skip."),
+                 nemo_preset: str | None = typer.Option(
+                     None, help="NeMo Gym rows: comparator settings for the `nemo` verifier, stored in "
+                                "metadata.verifier_settings.nemo: tool_use, toolcall_schema, swe, droid, search, "
+                                "parallel, or a NeMo Gym config .yaml with a tool_call_comparator_config.")) -> None:
+    """Convert another trajectory format into canonical records; print rows read, records written and
+    pivot candidates."""
+    from pivot_envs.convert import convert_file, nemo_settings
+    from pivot_envs.trajectory import TrajectoryError, extract_candidates, load_trajectories
 
     try:
-        report = convert_file(in_path, out_path, fmt, strict=strict)
+        settings = nemo_settings(nemo_preset) if nemo_preset is not None else None
+        report = convert_file(in_path, out_path, fmt, strict=strict, domain=domain, last_turn_only=last_turn_only,
+                              verifier_settings=settings)
     except TrajectoryError as exc:  # --strict met a bad line: a finding about the data, exit 1
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-    except ValueError as exc:  # an unknown --from format (the message lists the known ones)
+    except ValueError as exc:  # an unknown --from format or preset (the message lists the known ones)
         raise _fail(str(exc), 2) from exc
     for e in report.errors:
         err.print(f"[red]skipped[/red] {escape(str(e))}")
-    console.print(f"converted {report.converted} record(s) to {out_path}; {len(report.errors)} problem(s)")
+    candidates = len(extract_candidates(load_trajectories(out_path).trajectories)[0]) if report.converted else 0
+    console.print(f"converted {report.converted} record(s) from {report.rows} row(s) to {escape(str(out_path))}; "
+                  f"{candidates} candidate(s); {len(report.errors)} problem(s)")
     if report.errors:
         raise typer.Exit(1)
 

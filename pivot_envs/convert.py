@@ -844,17 +844,20 @@ def from_nemo_gym(
        calls, anything else one final assistant message;
     4. assistant turns already in ``input``.
 
-    ``metadata["demonstration"]`` names the source. Flat Responses tool specs are wrapped as chat tools;
+    ``metadata["demonstration"]`` names the source. NeMo's ``id`` / ``uuid`` name a task, not a row
+    (rollouts repeat them), so the record id is that name (or ``nemo``) plus ``-`` and the first 8 hex
+    digits of the sha256 of the row's canonical JSON. Flat Responses tool specs are wrapped as chat tools;
     a row without tools falls back to ``declared_tools``, then to specs inferred from its calls
-    (``metadata["inferred_tools"]``). The row's ``id`` is kept; every other top-level key (``agent_ref``,
+    (``metadata["inferred_tools"]``). Every other top-level key (``agent_ref``, ``uuid``,
     ``reward``, NeMo's own ``domain`` and ``task`` labels, ...) goes under ``metadata``, the remaining
     request parameters under ``metadata["responses_create_params"]``.
 
     Args:
         obj: The decoded row.
         domain: The record's domain (default ``generic``); a NeMo row's ``domain`` is NeMo's label.
-        last_turn_only: NeMo's designated pivot: only the last assistant turn is a candidate;
-            ``metadata["pivot_turn"]`` records it and candidate extraction skips the other turns.
+        last_turn_only: NeMo's designated pivot: only the last assistant turn is a candidate. The
+            others get the per-message flag ``"pivotrl": {"skip": true}`` (kept as context, no
+            candidate, not evaluated); ``metadata["pivot_turn"]`` records the designated turn.
         verifier_settings: NeMo comparator settings (``tool_call_comparator_config`` keys) stored as
             ``metadata["verifier_settings"]["nemo"]``, which the ``nemo`` verifier honours. Without
             them a row whose ``agent_ref.name`` is a known config's agent gets that config's settings
@@ -963,6 +966,11 @@ def from_nemo_gym(
         if preset:
             meta["verifier_preset"] = preset
     record_row = {k: v for k, v in row.items() if k not in ("domain", "task")}
+    # NeMo's `id`/`uuid` name a task, and rollouts of one task repeat it (so do rows that only differ in
+    # their rubric): the record id is that name plus a digest of the whole row, unique per distinct row
+    base = next((str(row[k]) for k in ("id", "uuid") if isinstance(row.get(k), (str, int)) and str(row[k])), "nemo")
+    digest = hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+    record_row["id"] = f"{base}-{digest.hexdigest()[:8]}"
     if domain:
         record_row["domain"] = domain
     record = _finish(record_row, b.messages, tools, consumed=tuple(consumed), metadata=meta)
@@ -970,7 +978,12 @@ def from_nemo_gym(
         record.setdefault("metadata", {}).setdefault("verifier_settings", {})
         record["metadata"]["verifier_settings"] = {**record["metadata"]["verifier_settings"], "nemo": settings}
     if last_turn_only:
-        record["metadata"]["pivot_turn"] = sum(m["role"] == "assistant" for m in record["messages"]) - 1
+        # NeMo's designated pivot: the earlier turns stay as context (and are replayed) but are flagged so
+        # candidate extraction and evaluation skip them (the record format's per-message skip flag)
+        assistants = [m for m in record["messages"] if m["role"] == "assistant"]
+        for m in assistants[:-1]:
+            m["pivotrl"] = {"skip": True}
+        record["metadata"]["pivot_turn"] = len(assistants) - 1
     return record
 
 

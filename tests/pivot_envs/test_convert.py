@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -304,7 +305,7 @@ def test_from_nemo_gym_converts_a_pivot_row():
     rec = from_nemo_gym(row)
     assert row == before
     assert roles(rec) == ["system", "user", "assistant", "tool", "tool", "assistant", "user", "assistant"]
-    assert rec["id"] == "swe-42" and rec["domain"] == "generic"
+    assert rec["id"].startswith("swe-42-") and rec["domain"] == "generic"
     parallel = rec["messages"][2]
     assert parallel["reasoning_content"] == "Look first."
     assert calls_of(parallel) == [("read_file", {"path": "calc.py"}), ("run_tests", {"target": "tests"})]
@@ -349,7 +350,7 @@ def test_from_nemo_gym_expected_action_parallel_calls_or_a_message():
     del row["id"]
     rec = from_nemo_gym(row)
     assert rec["messages"][-1]["content"] == "Done: add now adds." and "tool_calls" not in rec["messages"][-1]
-    assert rec["id"].startswith("traj-")
+    assert re.fullmatch(r"nemo-[0-9a-f]{8}", rec["id"])
     check_canonical(rec)
 
 
@@ -600,8 +601,9 @@ def test_convert_file_converts_good_lines_and_reports_bad_ones(tmp_path):
         (6, "id"),
     ]
     assert report.failed_lines == [2, 5, 6] and "rows.jsonl:2" in str(report)
+    assert report.rows == 5  # the blank line is no row
     loaded = load_trajectories(dst, strict=True)
-    assert [t.id for t in loaded] == ["swe-42", "swe-43"]
+    assert [t.id.rsplit("-", 1)[0] for t in loaded] == ["swe-42", "swe-43"]
     for t in loaded:
         check_canonical(t.to_dict())
 
