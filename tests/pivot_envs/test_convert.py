@@ -697,3 +697,50 @@ def test_sharegpt_observation_that_is_hostile_json_is_kept_as_text():
     rec = from_sharegpt(row)
     outputs = [m["content"] for m in rec["messages"] if m["role"] == "tool"]
     assert outputs[0] == DEEP  # not a sane list: one output for the first call, as for any other text
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line prints user data as written
+
+
+def test_cli_prints_user_data_without_markup_or_emoji(tmp_path):
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    runner = CliRunner()
+    src = tmp_path / "[bold]rows.jsonl"
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    bad = {"messages": [{"role": "robot [bold]x[/bold] :thumbs_up:", "content": "hi"}]}
+    # line 100 is the bad one: its location reads "...jsonl:100: ...", which rich turned into an emoji
+    write_lines(src, [{**good, "id": f"r{i}"} for i in range(99)] + [bad])
+    for args in (["data", "convert", "--from", "openai", str(src), str(tmp_path / "out.jsonl")],
+                 ["data", "validate", str(src)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        text = " ".join(result.output.split())  # rich may wrap long lines
+        assert ":100:" in text and "\N{HUNDRED POINTS SYMBOL}" not in text, text
+        assert "[bold]rows.jsonl" in text and "[bold]x[/bold]" in text and ":thumbs_up:" in text, text
+
+
+def test_cli_convert_nemo_gym_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    src, out = tmp_path / "rows.jsonl", tmp_path / "out.jsonl"
+    write_lines(src, [nemo_row()])
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "convert", "--from", "nemo_gym", "--last-turn-only", "--nemo-preset", "search",
+                                 "--domain", "tool_use", str(src), str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert "converted 1 record(s) from 1 row(s)" in text and "; 1 candidate(s)" in text
+    rec = json.loads(out.read_text(encoding="utf-8"))
+    assert rec["domain"] == "tool_use" and rec["metadata"]["verifier_settings"] == {
+        "nemo": {"word_count_similarity_threshold": 0.3}}
+    assert [m.get("pivotrl") for m in rec["messages"] if m["role"] == "assistant"] == [{"skip": True}, {"skip": True}, None]
+    bad = runner.invoke(app, ["data", "convert", "--from", "nemo_gym", "--nemo-preset", "serch", str(src), str(out)])
+    assert bad.exit_code == 2 and "did you mean 'search'" in bad.output
+    other = runner.invoke(app, ["data", "convert", "--from", "sharegpt", "--last-turn-only", str(src), str(out)])
+    assert other.exit_code == 2 and "last_turn_only" in other.output
