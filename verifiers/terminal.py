@@ -1,7 +1,7 @@
 """The terminal cascade (``make_verifier("terminal")``): shell commands judged by what they do.
 
-Actions are calls of a ``bash`` tool taking ``{"command": str}`` (other arguments, such as a timeout,
-are timing fields and ignored). Stages, first decisive wins:
+Actions are calls of a ``bash`` tool taking ``{"command": str}`` (a valid ``timeout`` is a timing field
+and ignored; other arguments too). Stages, first decisive wins:
 
 1. **form**: malformed turns, empty turns and tool call vs message (``WRONG_KIND``); a call of another
    tool (``WRONG_TOOL`` / ``UNKNOWN_TOOL``) or without a string ``command`` (``ARG_MISSING`` /
@@ -15,8 +15,12 @@ are timing fields and ignored). Stages, first decisive wins:
 4. **execution, when the context has a sandbox**: the commands run in two forks of the turn-k world
    (the expected one once per state) and are compared on
    * the exit class (ok / error / timeout): ``EXIT_DIFFERS``, or ``TIMEOUT`` for a candidate that hung;
-   * the file-system effect: changed paths with their content hashes, caches ignored (``__pycache__``,
-     ``*.pyc``, ``.pytest_cache``...): ``FS_EFFECT_DIFFERS``;
+   * the file-system effect: changed paths with their content hashes and permission bits
+     (``chmod +x``/``chmod 600`` are effects), FIFOs by mode (never opened); caches (``__pycache__``,
+     ``*.pyc``, ``.pytest_cache``...) only when deleted, since creating or rewriting them is what running
+     Python does; a git repository by content (:func:`sandboxes.digest.git_view`: HEAD, refs, commits by
+     tree, parents, identities and message, index entries), not by its timestamps, reflogs, object
+     packing or index stat cache: ``FS_EFFECT_DIFFERS``;
    * for read-only commands (the demonstration changed no file), the normalised standard output
      (:func:`normalise_terminal_output`: ANSI codes, timestamps, durations, PIDs, temporary and workspace
      paths replaced; lines compared as a multiset when either command's output order is arbitrary, e.g.
@@ -28,9 +32,13 @@ are timing fields and ignored). Stages, first decisive wins:
    nondeterministic output) and messages.
 
 The file-system effect uses only the :class:`~sandboxes.core.Sandbox` protocol: ``state_digest`` first
-(equal digests = no difference), and only when digests differ a manifest of path -> content hash, from
-the sandbox's optional ``manifest()`` method, the local sandbox's workspace directory, or else a
-``find``/``sha256sum`` listing executed inside the sandbox (the path the Docker backend takes).
+(equal digests = no difference), and only when digests differ a manifest (:func:`manifest`) from the
+sandbox's own ``manifest()`` (local: walked on the host; Docker: the whole listing read from the
+container) or else :mod:`sandboxes.digest` run with ``python3 -I -S`` inside the sandbox. Both walks have
+hard limits on entries, depth and time; a walk past them, or a listing that came back cut, is an error
+verdict (``WALK_LIMIT``, score 0), never a comparison of partial data. A ``timeout`` argument that is not a
+finite positive number is an invalid action (``ARG_VALUE``, method ``error``); a valid one is ignored here
+(execution uses the domain's limit).
 """
 
 from __future__ import annotations
@@ -39,7 +47,6 @@ import difflib
 import fnmatch
 import inspect
 import json
-import math
 import os
 import re
 import shlex
@@ -50,7 +57,7 @@ from typing import Any
 
 from pivot_envs.actions import Action, ToolCall
 from sandboxes import digest as digest_module
-from sandboxes.core import Sandbox
+from sandboxes.core import Sandbox, timeout_problem
 from sandboxes.errors import IncompleteListingError, WalkLimitError
 from verifiers.cascade import Cascade, ExactStage, Memo, Stage, Step, WellFormedStage, decide, tentative
 from verifiers.core import Category, Verdict, VerifyContext
@@ -192,24 +199,6 @@ def commands_of(action: Action, ctx: VerifyContext) -> list[str] | Verdict:
             return Verdict.reject("rule", Category.ARG_TYPE, tool=name, key="command", got=type(command).__name__)
         out.append(command)
     return out
-
-
-def timeout_problem(value: Any) -> str | None:
-    """Why a ``timeout`` tool argument is invalid (not a finite positive number of seconds), or None.
-
-    A valid one never raises the sandbox's limit: executors clamp it (:meth:`pivot_envs.domain.Domain.execute`).
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"timeout must be a number of seconds, got {type(value).__name__} {str(value)[:40]!r}"
-    try:
-        seconds = float(value)
-    except OverflowError:
-        return f"timeout {str(value)[:40]}... is too large to be a number of seconds"
-    if not math.isfinite(seconds) or seconds <= 0:
-        return f"timeout must be a finite positive number of seconds, got {value!r}"
-    return None
 
 
 # -- the file-system effect -------------------------------------------------------------------------
