@@ -6,9 +6,12 @@ record dict that passes :func:`pivot_envs.trajectory.record_from_dict`:
 - ``openai`` (:func:`from_openai`): a record that already has ``messages``. Normalises content parts
   to strings, tool-call arguments to JSON strings, the legacy ``function_call`` / ``role: "function"``
   / ``functions`` API to ``tool_calls`` / ``role: "tool"`` / ``tools``, and fills a missing ``id``.
-- ``nemo_gym`` (:func:`from_nemo_gym`): NVIDIA NeMo Gym pivot rows, ``{"responses_create_params":
-  {"input": [...Responses API items...], "tools": [...]}, "expected_action": {...}}``. The expected
-  action becomes the last assistant turn, so the pivot is the record's last turn.
+- ``nemo_gym`` (:func:`from_nemo_gym`): NVIDIA NeMo Gym rows, ``{"responses_create_params": {"input":
+  [...Responses API items...], "tools": [...]}, ...}`` with a demonstration: a pivot row's
+  ``expected_action`` (the last assistant turn, NeMo's designated pivot), a rollout's ``response.output``
+  (more turns), or an ``expected_answer`` / ``expected_answers`` / ``ground_truth`` field. Options: the
+  records' domain, last-turn-only candidates, and the ``nemo`` verifier's per-dataset settings
+  (:data:`NEMO_PRESETS`, :func:`nemo_settings`). ``docs/nemo-gym.md`` is the user guide.
 - ``sharegpt`` (:func:`from_sharegpt`): ``{"conversations": [{"from": ..., "value": ...}]}`` with the
   LLaMA-Factory conventions for ``function_call`` / ``observation`` turns and a JSON ``tools`` string.
 
