@@ -106,6 +106,8 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
     # read_jsonl never raises on content: non-UTF-8 bytes, UTF-16 files, deep nesting or 5,000-digit
     # numbers in a row are that row's BAD_ROW verdict, not a crash of the whole file.
     for item in read_jsonl(candidates_path):
+        if item.line == 0:  # "no records": an empty file has no rows to report (the caller says so)
+            continue
         index, line_no = len(rows), item.line
         parsed = _parse_row(item, trajectories, find_domain)
         if isinstance(parsed, dict):
