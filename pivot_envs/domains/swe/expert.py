@@ -53,11 +53,15 @@ TEST_FILTER = "2>&1 | grep -E ' \\.\\.\\. |^(OK|FAILED)'"
 
 
 def setup_commands() -> list[str]:
-    """``git init`` and commit the base state (fixed dates; the editor's state directory is excluded)."""
+    """``git init`` and commit the base state (fixed dates; the editor's state directory is ignored by the
+    repository's ``.gitignore``; no hook
+    samples and a packed object store: every snapshot and fork copies the workspace, and directories are
+    what copying costs most)."""
     return [
-        "git init -q -b main && git config user.name 'Sam Dev' && git config user.email sam@example.com "
-        "&& git config core.logAllRefUpdates false && echo .pivotrl/ >> .git/info/exclude && git add -A "
-        f"&& GIT_AUTHOR_DATE={GIT_DATE} GIT_COMMITTER_DATE={GIT_DATE} git commit -qm 'Initial import'"
+        "git init -q -b main --template= && git config user.name 'Sam Dev' && git config user.email sam@example.com "
+        "&& git config core.logAllRefUpdates false && git add -A "
+        f"&& GIT_AUTHOR_DATE={GIT_DATE} GIT_COMMITTER_DATE={GIT_DATE} git commit -qm 'Initial import' "
+        "&& git repack -adq && git prune-packed && rm -rf .git/objects/info .git/refs/tags"
     ]
 
 
@@ -185,10 +189,10 @@ class Session:
         self.chosen = t.fixes[fix_index]
         try:
             self.explore()
-            if rng.random() < 0.6:
+            if rng.random() < 0.5:
                 self.reproduce()
             self.read_source()
-            if rng.random() < 0.25:
+            if rng.random() < 0.2:
                 self.read_tests()
             for path, old, new in self.chosen:
                 self.edit(path, old, new)
@@ -197,7 +201,7 @@ class Session:
             output = self.retest()
             if "FAILED" in output or "OK" not in output:
                 raise RuntimeError(f"{self.record_id}: tests still fail after the fix: {output!r}")
-            if rng.random() < 0.4:
+            if rng.random() < 0.3:
                 self.bash(rng.choice(["git diff", "git status --short"]), "Review the change.")
             changed = sorted({p for p, _, _ in self.chosen})
             n_tests = output.count(" ... ok")

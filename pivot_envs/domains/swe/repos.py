@@ -66,7 +66,7 @@ def _repo(pkg: str, modules: dict[str, str], tests: dict[str, str], blurb: str) 
     files = {f"{pkg}/__init__.py": f'"""{pkg}: {blurb}"""\n', "tests/__init__.py": ""}
     files.update({f"{pkg}/{name}.py": text for name, text in modules.items()})
     files.update({f"tests/{name}.py": text for name, text in tests.items()})
-    files[".gitignore"] = "__pycache__/\n*.pyc\n"
+    files[".gitignore"] = "__pycache__/\n*.pyc\n.pivotrl/\n"
     files["README.md"] = (f"# {pkg}\n\n{blurb[0].upper()}{blurb[1:]}\n\nRun the tests with "
                           "`python3 -m unittest discover -s tests -t .`\n")
     return files
