@@ -335,36 +335,115 @@ def _fail_if_no_usable_rows(summary: dict[str, Any], candidates: Path) -> None:
 @app.command("profile")
 def profile_cmd(policy: str = typer.Option(..., help="Policy SPEC: replay, random, hf:PATH, openai:URL#MODEL."),
                 trajectories: Path | None = typer.Option(None, help="JSONL records (default: the domain's bundled data)."),
-                domain: str = typer.Option("tool_use", help="Registered domain of the records."),
+                domain: str | None = typer.Option(
+                    None, help="Registered domain of the records (default: their own `domain` field; without "
+                               "--trajectories, tool_use's bundled data)."),
+                limit: int = typer.Option(0, min=0, help="Only the first N trajectories (0 = all)."),
                 k: int = typer.Option(8, "--k", min=2, help="Samples per candidate state."),
+                max_new_tokens: int | None = typer.Option(
+                    None, min=1, help="Token budget of one sampled turn (model policies; default: the policy's)."),
                 out: Path = typer.Option(Path("runs/profile"), help="Cache and report directory."),
                 verifier: str | None = typer.Option(None, help="Verifier name (default: the domain's)."),
                 lambda_diff: float = typer.Option(0.6, help="Pivot rule: var > 0 and mean < lambda_diff."),
                 seed: int = typer.Option(0, help="Sampling seed."),
                 ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS|auto",
                                                help="Restore and verify states on Ray actors (needs the [ray] extra).")) -> None:
-    """Sample K actions at every candidate state, score them, report the pivot yield (cached, resumable)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Sample K actions at every candidate state, score them, report the pivot yield (cached, resumable).
 
+    States whose prompt does not fit the model's context are skipped and counted; the report separates
+    samples that did not parse from the verifier's rejections.
+    """
     from agents.core import make_policy
     from agents.distributed import make_verifier_pool
     from agents.profile import ProfileConfig, profile, write_report
     from pivot_envs.core import TrajectoryEnv
 
-    env = TrajectoryEnv(trajectories, domain=domain, verifier=verifier)
-    pol = make_policy(policy, trajectories=list(env.trajectories.values()), seed=seed)
+    records, domain = _profile_records(trajectories, domain, limit)
+    env = TrajectoryEnv(records, domain=domain, verifier=verifier)
+    options = {"max_new_tokens": max_new_tokens} if max_new_tokens and policy.startswith(("hf:", "vllm:", "openai:")) else {}
+    pol = make_policy(policy, trajectories=list(env.trajectories.values()), seed=seed, **options)
     pool = make_verifier_pool(env, ray_address=ray, verifier=verifier)
-    with Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task("profile", total=None)
+    # User data (ids, paths) is printed as is: no rich markup, emoji codes or highlighting applied to it.
+    say = _plain_printer()
+    say(f"profiling {len(records)} trajectories of {domain} with {pol.name}, k={k}")
+    with _batch_progress("profiling") as on_batch:
         result = profile(env, pol, out, ProfileConfig(k=k, seed=seed, verifier=verifier), pool=pool,
-                         on_batch=lambda done, total: progress.update(task, completed=done, total=total))
+                         on_batch=on_batch)
     summary = write_report(result, lambda_diff)
     pool.close()
     env.close()
-    console.print(f"{summary['states']} states, zero-variance {summary['zero_variance_share']:.1%}, "
-                  f"{summary['pivots']} pivots ({summary['pivot_yield']:.1%} yield, {summary['yield_health']}); "
-                  f"report: {result.directory / 'report.md'}")
+    say(f"{summary['states']} states, zero-variance {summary['zero_variance_share']:.1%}, "
+        f"{summary['pivots']} pivots ({summary['pivot_yield']:.1%} yield, {summary['yield_health']}); "
+        f"{summary['skipped_prompt_too_long']} skipped (prompt too long); samples: {summary['unparsable_samples']} "
+        f"unparsable, {summary['verifier_rejections']} rejected by the verifier; "
+        f"report: {result.directory / 'report.md'}")
+
+
+def _profile_records(trajectories: Path | None, domain: str | None, limit: int) -> tuple[list[Any], str]:
+    """The records to profile and the domain name: given, else the records' own ``domain`` field."""
+    from pivot_envs.registration import find_domain, get_domain
+    from pivot_envs.trajectory import load_trajectories
+
+    if trajectories is None:
+        dom = get_domain(domain or "tool_use")
+        records = dom.load()
+    else:
+        dom = get_domain(domain) if domain else None
+        loaded = load_trajectories(trajectories, tool_schemas=dom.schema_map() if dom else None)
+        for e in loaded.errors[:5]:
+            err.print(f"skipped: {e}", markup=False, emoji=False, highlight=False)
+        if len(loaded.errors) > 5:
+            err.print(f"... and {len(loaded.errors) - 5} more problem(s); `pivotrl data validate` lists them all")
+        records = loaded.trajectories
+        if dom is None:
+            named = sorted({t.domain for t in records})
+            registered = [n for n in named if find_domain(n) is not None]
+            # One registered domain: it is the env's; a mix: each record uses its own (generic for the rest).
+            dom = get_domain(registered[0] if len(registered) == 1 and len(named) == 1 else "generic")
+    records = records[:limit] if limit else records
+    if not records:
+        raise _fail(f"no usable trajectories in {trajectories or dom.env_id}", 2)
+    return records, dom.name
+
+
+def _plain_printer():
+    def say(text: str) -> None:
+        console.print(text, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+    return say
+
+
+class _batch_progress:
+    """A rich progress bar on a terminal; plain "profiling: 3/40 batches" lines (about every 5%) otherwise,
+    so progress still shows when the output goes to a file or a CI log."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.progress: Any = None
+        self.last = -1
+
+    def __enter__(self):
+        if console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                     console=console)
+            self.progress.__enter__()
+            self.task = self.progress.add_task(self.label, total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total)
+            return
+        step = max(total // 20, 1)
+        if done == total or done // step != self.last // step:
+            print(f"{self.label}: {done}/{total} batches", file=sys.stderr, flush=True)
+        self.last = done
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
 
 
 def _run_config(kind: str, config: Path | None, overrides: list[str]) -> None:

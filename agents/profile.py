@@ -187,13 +187,21 @@ def profile(
         pairs = pool.observe(states)
         sandbox_s += time.perf_counter() - t_env
         policy.reseed(config.seed * 1_000_003 + b)
-        samples = policy.sample([obs for obs, _ in pairs], n=config.k, infos=[info for _, info in pairs])
+        samples, too_long = _sample_fitting(policy, pairs, config.k)
+        kept = [i for i in range(len(batch)) if i not in too_long]
         t_ver = time.perf_counter()
-        verdict_groups = pool.verify_states([VerifyRequest(tid, turn, [s.text for s in group])
-                                             for (tid, turn), group in zip(states, samples, strict=True)])
+        verdict_groups = pool.verify_states([VerifyRequest(*states[i], [s.text for s in samples[i]]) for i in kept])
         sandbox_s += time.perf_counter() - t_ver
+        by_index = dict(zip(kept, verdict_groups, strict=True))
         out = []
-        for cand, group, verdicts in zip(batch, samples, verdict_groups, strict=True):
+        for i, cand in enumerate(batch):
+            if i in too_long:
+                # Counted, not fatal: one long prompt must not end a run over thousands of states.
+                out.append({"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
+                            "skipped": "prompt_too_long", **too_long[i], "rewards": [], "mean": 0.0, "var": 0.0,
+                            "categories": [], "methods": []})
+                continue
+            group, verdicts = samples[i], by_index[i]
             rewards = [float(vd.score) for vd in verdicts]
             tokens += sum(len(s.token_ids or ()) for s in group)
             row = {"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
@@ -212,6 +220,29 @@ def profile(
     if len(rows) == len(candidates):
         write_report(result)
     return result
+
+
+def _sample_fitting(policy: Policy, pairs: list[tuple[dict[str, Any], dict[str, Any]]],
+                    k: int) -> tuple[dict[int, list[Any]], dict[int, dict[str, Any]]]:
+    """Sample ``k`` actions per state, leaving out prompts that do not fit the model's context.
+
+    A policy reports such a prompt by raising an error carrying ``index``, ``prompt_tokens`` and ``limit``
+    (:class:`agents.policies.hf.PromptTooLongError`); that state is set aside and the rest sampled again.
+    Returns the samples by batch index and the skipped states' sizes by batch index.
+    """
+    todo = list(range(len(pairs)))
+    too_long: dict[int, dict[str, Any]] = {}
+    while todo:
+        try:
+            groups = policy.sample([pairs[i][0] for i in todo], n=k, infos=[pairs[i][1] for i in todo])
+        except ValueError as exc:
+            index = getattr(exc, "index", None)
+            if not isinstance(index, int) or not hasattr(exc, "prompt_tokens") or not 0 <= index < len(todo):
+                raise
+            too_long[todo.pop(index)] = {"prompt_tokens": exc.prompt_tokens, "limit": getattr(exc, "limit", None)}
+            continue
+        return dict(zip(todo, groups, strict=True)), too_long
+    return {}, too_long
 
 
 def _batches_covered(batches: list[list[Candidate]], rows_done: int) -> int:
@@ -277,6 +308,7 @@ def select_pivots(rows: Sequence[dict[str, Any]], config: FilterConfig | None = 
     """The pivots among profiled rows, in a deterministic order."""
     config = config or FilterConfig()
     rng = np.random.default_rng(config.seed)
+    rows = [r for r in rows if not r.get("skipped")]  # never sampled: no statistics, never a pivot
     kept = [r for r in rows if is_pivot(r, config)]
     if config.random_turns:
         n = min(config.cap or len(kept) or len(rows), len(rows))
@@ -295,8 +327,19 @@ def select_pivots(rows: Sequence[dict[str, Any]], config: FilterConfig | None = 
 # Report
 
 
+#: Verdict categories that mean the *model's output* could not be taken apart (not a verifier's judgement).
+UNPARSABLE = frozenset({"BAD_FORMAT", "BAD_JSON", "EMPTY", "DEGENERATE"})
+
+
 def summarize(rows: Sequence[dict[str, Any]], lambda_diff: float = 0.6) -> dict[str, Any]:
-    """Zero-variance share, pivot yield, histogram of mu(s), verdict categories by method."""
+    """Zero-variance share, pivot yield, histogram of mu(s), verdict categories by method.
+
+    Samples the model wrote unparsably (:data:`UNPARSABLE`) are counted apart from the verifier's
+    rejections of parsed actions, and states skipped because their prompt did not fit are counted apart
+    from the profiled ones.
+    """
+    skipped = [r for r in rows if r.get("skipped")]
+    rows = [r for r in rows if not r.get("skipped")]
     n = len(rows)
     pivots = select_pivots(rows, FilterConfig(lambda_diff=lambda_diff))
     hist, edges = np.histogram([r["mean"] for r in rows] or [0.0], bins=10, range=(0.0, 1.0))
@@ -305,9 +348,24 @@ def summarize(rows: Sequence[dict[str, Any]], lambda_diff: float = 0.6) -> dict[
         for m, c in zip(r["methods"], r["categories"], strict=True):
             by_method.setdefault(m, Counter())[c] += 1
     yield_ = len(pivots) / n if n else 0.0
-    health = "ok" if 0.03 <= yield_ <= 0.4 else ("suspicious: check the verifier" if n else "empty")
+    samples = sum(len(r["categories"]) for r in rows)
+    unparsable = sum(c in UNPARSABLE for r in rows for c in r["categories"])
+    rejected = sum(m != "error" and s < 1.0 for r in rows for m, s in zip(r["methods"], r["rewards"], strict=True))
+    if not n:
+        health = "empty"
+    elif 0.03 <= yield_ <= 0.4:
+        health = "ok"
+    elif samples and unparsable > samples / 2:
+        health = (f"suspicious: {unparsable / samples:.0%} of samples did not parse as an action (check the model's "
+                  "tool-call format, its chat template, or raise --max-new-tokens)")
+    else:
+        health = "suspicious: check the policy and the verifier"
     return {
         "states": n,
+        "skipped_prompt_too_long": len(skipped),
+        "samples": samples,
+        "unparsable_samples": unparsable,
+        "verifier_rejections": rejected,
         "zero_variance_share": sum(1 for r in rows if r["var"] <= 0) / n if n else 0.0,
         "all_zero_share": sum(1 for r in rows if r["mean"] == 0) / n if n else 0.0,
         "all_one_share": sum(1 for r in rows if r["mean"] == 1) / n if n else 0.0,
@@ -327,7 +385,10 @@ def write_report(result: ProfileResult, lambda_diff: float = 0.6) -> dict[str, A
     _atomic_write(result.directory / "report.json", json.dumps(s, indent=2))
     lines = [
         "# Profiling report", "",
-        f"- states profiled: {s['states']}",
+        f"- states profiled: {s['states']} ({s['skipped_prompt_too_long']} skipped: prompt longer than the "
+        "model's context)",
+        f"- samples: {s['samples']}: {s['unparsable_samples']} did not parse as an action (the model's output), "
+        f"{s['verifier_rejections']} parsed but judged not equivalent (the verifier's rejections)",
         f"- zero-variance share: {s['zero_variance_share']:.1%} (all wrong {s['all_zero_share']:.1%}, "
         f"all right {s['all_one_share']:.1%})",
         f"- mean reward: {s['mean_reward']:.3f}",
