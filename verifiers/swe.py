@@ -24,8 +24,9 @@ decisive wins:
      FAIL_TO_PASS and PASS_TO_PASS test the same outcome as the demonstration's (a different but correct
      fix); otherwise ``FS_EFFECT_DIFFERS`` with the test outcomes in the details.
    * **the demonstration only looked** (read-only commands, editor views, test runs): the candidate must
-     leave the workspace alone (``FS_EFFECT_DIFFERS``) and end in the same exit class (``EXIT_DIFFERS``);
-     two test runs are equivalent when they report the same failing tests (``OUTPUT_DIFFERS``); two views of
+     leave the workspace alone (``FS_EFFECT_DIFFERS``); two test runs are equivalent when they report the same
+     failing tests, whatever their exit status (``OUTPUT_DIFFERS``); other reads must end in the same exit
+     class (``EXIT_DIFFERS``); two views of
      one file when their line ranges overlap; anything else by the information returned: the output lines,
      with ``cat -n``/editor numbering, ``path:line:`` prefixes of grep and ``./`` dropped, must overlap
      (Jaccard >= ``read_threshold``, or the candidate shows nearly all the demonstration showed without
@@ -477,17 +478,18 @@ class SWEExecutionStage(Stage):
         if got.changes:
             return Verdict.reject("execution", Category.FS_EFFECT_DIFFERS, reason="the demonstration changed no file",
                                   candidate_changed=sorted(got.changes)[:20])
-        if got.exit_class != want.exit_class:
-            return Verdict.reject("execution", Category.EXIT_DIFFERS, expected=want.exit_class, got=got.exit_class)
         a_text, b_text = "\n".join(want.outputs), "\n".join(got.outputs)
         a_tests, b_tests = failing_tests(a_text), failing_tests(b_text)
         if a_tests is not None or b_tests is not None:
+            # Test runs show which tests fail; their exit status depends on pipes (`| grep`, `| tail`), not on that.
             if a_tests is None or b_tests is None:
                 return Verdict.reject("execution", Category.OUTPUT_DIFFERS, reason="only one of the two ran tests")
             if a_tests[1] == b_tests[1] and (a_tests[0] != 0) == (b_tests[0] != 0):
                 return Verdict.accept("execution", effect="tests", failing=sorted(a_tests[1])[:10])
             return Verdict.reject("execution", Category.OUTPUT_DIFFERS, expected_failing=sorted(a_tests[1])[:10],
                                   got_failing=sorted(b_tests[1])[:10])
+        if got.exit_class != want.exit_class:
+            return Verdict.reject("execution", Category.EXIT_DIFFERS, expected=want.exit_class, got=got.exit_class)
         views = [classify(c) for c in (*expected.tool_calls, *candidate.tool_calls)]
         if len(views) == 2 and all(v.category == "read" for v in views) and views[0].path == views[1].path:
             (a0, a1), (b0, b1) = view_range(views[0].args.get("view_range")), view_range(views[1].args.get("view_range"))
