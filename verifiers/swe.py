@@ -19,7 +19,7 @@ decisive wins:
      otherwise: another file, a test file, nothing at all); then each changed file is compared
      (:func:`verifiers.code.compare_sources`: byte-equal, equal up to whitespace, or, for Python, the same
      ``ast.dump``: comments and formatting do not count). Files that still differ are judged by the
-     record's tests (``task.tests``), run with the original test files restored (:func:`test_script`):
+     record's tests (``task.tests``), run with the original test files restored (:func:`grading_script`):
      equivalent iff the demonstrated edit changed some test's outcome and the candidate's edit gives every
      FAIL_TO_PASS and PASS_TO_PASS test the same outcome as the demonstration's (a different but correct
      fix); otherwise ``FS_EFFECT_DIFFERS`` with the test outcomes in the details.
@@ -36,7 +36,7 @@ decisive wins:
 Grading (:func:`grade`) follows SWE-bench (``swebench/harness/grading.py``): a test passes when its status is
 ``PASSED`` or ``XFAIL``, fails when it is missing or ``FAILED``/``ERROR``; an instance is resolved when every
 FAIL_TO_PASS and every PASS_TO_PASS test passes (``get_resolution_status``: FULL iff both rates are 1). The
-status map comes from :func:`test_script`, run with :meth:`~sandboxes.core.Sandbox.run_check` in a fork: it
+status map comes from :func:`grading_script`, run with :meth:`~sandboxes.core.Sandbox.run_check` in a fork: it
 first restores the record's test files (so editing or deleting a test cannot fake a pass, as SWE-bench
 re-applies its test patch), runs Python isolated (``-I -S``, the workspace appended *after* the standard
 library on ``sys.path``, bytecode read and written only under a fresh ``pycache_prefix``), so a planted
@@ -76,7 +76,7 @@ from verifiers.terminal import (
     normalise_terminal_output,
 )
 
-#: Statuses of SWE-bench's ``TestStatus`` that count as a pass (``test_passed`` in its grading).
+#: Statuses of SWE-bench's ``TestStatus`` that count as a pass (``is_passed`` in its grading).
 PASS_STATUSES = frozenset({"PASSED", "XFAIL"})
 #: Paths that are the tools' own state, not an effect on the repository (the editor's undo history).
 TOOL_STATE = (".pivotrl",)
@@ -87,7 +87,7 @@ _STATUS_MARK = "PIVOTRL-SWE-STATUS"
 # -- grading ----------------------------------------------------------------------------------------
 
 
-def test_passed(test: str, status: Mapping[str, str]) -> bool:
+def is_passed(test: str, status: Mapping[str, str]) -> bool:
     """SWE-bench's rule: present with status PASSED or XFAIL."""
     return status.get(test) in PASS_STATUSES
 
@@ -100,13 +100,13 @@ def grade(status: Mapping[str, str], fail_to_pass: Sequence[str], pass_to_pass: 
     """
     report: dict[str, Any] = {}
     for name, tests in (("FAIL_TO_PASS", fail_to_pass), ("PASS_TO_PASS", pass_to_pass)):
-        report[name] = {"success": [t for t in tests if test_passed(t, status)],
-                        "failure": [t for t in tests if not test_passed(t, status)]}
+        report[name] = {"success": [t for t in tests if is_passed(t, status)],
+                        "failure": [t for t in tests if not is_passed(t, status)]}
     report["resolved"] = not report["FAIL_TO_PASS"]["failure"] and not report["PASS_TO_PASS"]["failure"]
     return report
 
 
-def tests_spec(task: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def grading_spec(task: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The ``task.tests`` object of a record, when it is well formed (else None)."""
     spec = (task or {}).get("tests")
     if not isinstance(spec, dict):
@@ -163,7 +163,7 @@ sys.stdout.flush()
 '''
 
 
-def test_script(spec: Mapping[str, Any], nonce: str) -> str:
+def grading_script(spec: Mapping[str, Any], nonce: str) -> str:
     """The bash script (for :meth:`~sandboxes.core.Sandbox.run_check`) that restores the record's test
     files and reports the status of every FAIL_TO_PASS and PASS_TO_PASS test on one marked line.
 
@@ -217,14 +217,14 @@ def run_tests(sandbox: Sandbox, spec: Mapping[str, Any], *, timeout: float = TES
     nonce = secrets.token_hex(16)
     fork = sandbox.fork(1)[0]
     try:
-        result = fork.run_check(test_script(spec, nonce), timeout=timeout)
+        result = fork.run_check(grading_script(spec, nonce), timeout=timeout)
     finally:
         fork.close()
     return statuses_from_output(result, spec, nonce)
 
 
 def statuses_from_output(result: ExecResult, spec: Mapping[str, Any], nonce: str) -> dict[str, str]:
-    """Parse what :func:`test_script` printed: the last line marked with ``nonce`` (nothing else counts)."""
+    """Parse what :func:`grading_script` printed: the last line marked with ``nonce`` (nothing else counts)."""
     text = result.stdout
     mark = f"{_STATUS_MARK} {nonce} "
     at = text.rfind("\n" + mark)
@@ -241,7 +241,7 @@ def statuses_from_output(result: ExecResult, spec: Mapping[str, Any], nonce: str
     return parse_test_log(text[:start])
 
 
-def tests_resolved(sandbox: Sandbox, spec: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
+def grade_workspace(sandbox: Sandbox, spec: Mapping[str, Any]) -> tuple[bool, dict[str, Any]]:
     """Whether every FAIL_TO_PASS and PASS_TO_PASS test passes in ``sandbox`` (SWE-bench's FULL), and the report."""
     status = run_tests(sandbox, spec)
     report = grade(status, spec.get("fail_to_pass", []), spec.get("pass_to_pass", []))
@@ -274,12 +274,24 @@ def information_lines(text: str, workspaces: Sequence[str] = ()) -> set[str]:
     return out
 
 
+_VERBOSE_LINE = re.compile(r"^(\w+) \(([\w.]+)\)[^\n]*? \.\.\. (ok|FAIL|ERROR|skipped|expected failure|unexpected success)",
+                           re.M)
+
+
+def _dotted(name: str, where: str) -> str:
+    """unittest names a test ``name (module.Class.name)`` since Python 3.11 and ``name (module.Class)`` before."""
+    return where if where.endswith("." + name) else f"{where}.{name}"
+
+
 def failing_tests(text: str) -> tuple[int, frozenset[str]] | None:
     """``(tests run, failing test names)`` of a unittest or pytest run's output, or None when it is not one."""
+    verbose = _VERBOSE_LINE.findall(text)
+    if verbose:  # `unittest -v`: one line per test, possibly filtered down to those lines
+        return len(verbose), frozenset(_dotted(name, where) for name, where, outcome in verbose
+                                       if outcome in ("FAIL", "ERROR", "unexpected success"))
     ran = _TEST_SUMMARY.search(text)
     if ran:
-        return int(ran.group(1)), frozenset(b if b.endswith("." + a) else f"{b}.{a}" if "." in b or a != b else a
-                                            for a, b in _TEST_FAILURE.findall(text))
+        return int(ran.group(1)), frozenset(_dotted(a, b) for a, b in _TEST_FAILURE.findall(text))
     if re.search(r"=+ .*(passed|failed|error).* in [\d.]+s", text):
         return -1, frozenset(_PYTEST_FAILURE.findall(text))
     return None
@@ -446,7 +458,7 @@ class SWEExecutionStage(Stage):
             method = "ast" if any(v.method == "ast" for v in verdicts.values()) else "execution"
             return Verdict.accept(method, compared={p: v.details.get("compared", "bytes") for p, v in verdicts.items()}
                                   or "bytes", changed=sorted(want.changes)[:20])
-        spec = tests_spec(ctx.trajectory.task if ctx.trajectory is not None else None)
+        spec = grading_spec(ctx.trajectory.task if ctx.trajectory is not None else None)
         first = next(iter(differing.values()))
         if not self.use_tests or spec is None or fork is None:
             return first
@@ -463,12 +475,12 @@ class SWEExecutionStage(Stage):
         expected_status: dict[str, str] = memo["swe_tests_expected"]
         got_status = run_tests(fork, spec)
         ids = list(dict.fromkeys([*spec["fail_to_pass"], *spec["pass_to_pass"]]))
-        outcome = {t: test_passed(t, expected_status) for t in ids}
-        moved = any(outcome[t] != test_passed(t, base) for t in ids)
-        same = all(test_passed(t, got_status) == outcome[t] for t in ids) and "<runner>" not in got_status
+        outcome = {t: is_passed(t, expected_status) for t in ids}
+        moved = any(outcome[t] != is_passed(t, base) for t in ids)
+        same = all(is_passed(t, got_status) == outcome[t] for t in ids) and "<runner>" not in got_status
         details = {"paths": sorted(differing)[:10], "diff": first.details.get("diff", []),
                    "tests_changed_by_demonstration": moved,
-                   "tests_differing": [t for t in ids if test_passed(t, got_status) != outcome[t]][:10]}
+                   "tests_differing": [t for t in ids if is_passed(t, got_status) != outcome[t]][:10]}
         if moved and same:
             return Verdict.accept("execution", compared="tests", tests=len(ids), paths=sorted(differing)[:10])
         return Verdict.reject("execution", Category.FS_EFFECT_DIFFERS, **details)
@@ -540,4 +552,4 @@ class SWECascade(Cascade):
 
 
 __all__ = ["PASS_STATUSES", "SWECascade", "grade", "information_lines", "parse_test_log", "run_tests",
-           "test_script", "tests_resolved", "tests_spec"]
+           "grading_script", "grade_workspace", "grading_spec"]

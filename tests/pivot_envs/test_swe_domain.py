@@ -17,7 +17,7 @@ from pivot_envs.domains.swe.repos import FAMILIES, apply_fix, make_task
 from pivot_envs.domains.terminal import sandbox as terminal_sandbox
 from sandboxes.core import ExecResult
 from sandboxes.local import LocalSandbox
-from verifiers.swe import tests_resolved
+from verifiers.swe import grade_workspace
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_records_are_varied_and_well_formed(records):
              if r.action(k).tool_calls]
     names = {r.action(k).tool_calls[0].name for r in records for k in range(r.num_turns) if r.action(k).tool_calls}
     assert names == {"bash", "str_replace_editor"}
-    for how in ("str_replace", "\\\"insert\\\"", "sed -i", "python3 - <<", "git grep -n", "grep -rn", "view_range"):
+    for how in ("str_replace", "\"insert\"", "sed -i", "python3 - <<", "git grep -n", "grep -rn", "view_range"):
         assert any(how in c for c in calls), how
     for r in records:
         spec = r.task["tests"]
@@ -77,12 +77,12 @@ def test_every_fix_of_every_task_resolves_it_and_the_bug_does_not():
         spec = {"fail_to_pass": task.fail_to_pass, "pass_to_pass": task.pass_to_pass, "files": task.test_files,
                 "dirs": ["tests"]}
         try:
-            resolved, report = tests_resolved(base, spec)
+            resolved, report = grade_workspace(base, spec)
             assert not resolved and not report["FAIL_TO_PASS"]["success"] and not report["PASS_TO_PASS"]["failure"]
             for fix in task.fixes:
                 fixed = LocalSandbox(files=apply_fix(task.files, fix))
                 try:
-                    assert tests_resolved(fixed, spec)[0], (task.variant, fix)
+                    assert grade_workspace(fixed, spec)[0], (task.variant, fix)
                 finally:
                     fixed.close()
         finally:

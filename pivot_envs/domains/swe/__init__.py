@@ -15,7 +15,7 @@ Turns are judged by the ``swe`` cascade (:mod:`verifiers.swe`): edits by the fil
 whitespace, AST, then the record's tests), explorations by what they show. An episode succeeds when
 every FAIL_TO_PASS test passes and every PASS_TO_PASS test still passes, run in a fork of the final
 workspace with :meth:`~sandboxes.core.Sandbox.run_check` after the record's original test files are
-restored (:func:`verifiers.swe.tests_resolved`).
+restored (:func:`verifiers.swe.grade_workspace`).
 
 Bundled data (:mod:`.repos` for the repositories and bugs, :mod:`.expert` for the sessions; 40 records,
 seed 0)::
@@ -39,7 +39,7 @@ from pivot_envs.domains.terminal import sandbox as shell
 from pivot_envs.trajectory import Trajectory
 from sandboxes.core import ExecResult, Sandbox
 from verifiers.core import register_verifier
-from verifiers.swe import tests_resolved, tests_spec
+from verifiers.swe import grade_workspace, grading_spec
 
 register_verifier("swe", "verifiers.swe:SWECascade")
 
@@ -120,12 +120,12 @@ def make_sandbox(trajectory: Trajectory) -> Sandbox | None:
 
 def success(trajectory: Trajectory, sandbox: Sandbox | None, messages: list[dict[str, Any]]) -> bool | None:
     """FAIL_TO_PASS pass and PASS_TO_PASS still pass, graded in a fork with the original tests restored."""
-    spec = tests_spec(trajectory.task)
+    spec = grading_spec(trajectory.task)
     if spec is None:
         return GENERIC.episode_success(trajectory, sandbox, messages)
     if sandbox is None:
         return False
-    resolved, _ = tests_resolved(sandbox, spec)
+    resolved, _ = grade_workspace(sandbox, spec)
     return resolved
 
 

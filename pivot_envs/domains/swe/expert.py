@@ -3,7 +3,7 @@
 Each record's repository and bug come from :func:`.repos.make_task`. The session is produced by running
 every call for real in a local sandbox through the domain's executor (:meth:`SWEDomain.execute`, the one
 the environment replays with), so each recorded tool output is what a restore reproduces. At generation
-time the record's grading is checked both ways with :func:`verifiers.swe.tests_resolved`: unresolved at
+time the record's grading is checked both ways with :func:`verifiers.swe.grade_workspace`: unresolved at
 turn 0 (every FAIL_TO_PASS test fails there, every PASS_TO_PASS test passes) and resolved at the end.
 
 Variety, so a policy has something to generalise over (all drawn from the record's seed):
@@ -35,7 +35,7 @@ from pivot_envs.domains.swe import DOMAIN, TOOLS
 from pivot_envs.domains.swe.repos import BugTask, apply_fix, make_task
 from pivot_envs.domains.terminal.sandbox import local_sandbox
 from pivot_envs.trajectory import save_trajectories
-from verifiers.swe import tests_resolved
+from verifiers.swe import grade_workspace
 
 IMAGE = "pivotrl/sandbox:latest"
 WORKDIR = "/workspace"
@@ -210,7 +210,7 @@ class Session:
             self.messages.append({"role": "assistant", "content": summary})
             spec = self.spec()
             for sandbox, want in ((self.sandbox, True), (self.initial, False)):
-                resolved, report = tests_resolved(sandbox, spec)
+                resolved, report = grade_workspace(sandbox, spec)
                 if resolved != want:
                     raise RuntimeError(f"{self.record_id}: resolved={resolved} {'at the end' if want else 'at turn 0'}: "
                                        f"{report}")
