@@ -181,8 +181,14 @@ def grading_script(spec: Mapping[str, Any], nonce: str) -> str:
     lines = []
     files = [f for f in spec.get("test_files") or [] if isinstance(f, str)]
     if files and spec.get("base_commit"):
-        lines.append(f"git checkout -q {shlex.quote(str(spec['base_commit']))} -- "
-                     + " ".join(shlex.quote(f) for f in files) + " 2>/dev/null")
+        # Each test file is removed, then taken from the instance's own base commit (image worlds copy its .git)
+        # or from pivotrl-base (a repo_dir world re-commits the checkout under that tag); a file that test_patch
+        # creates stays removed, so the patch can create it.
+        base = shlex.quote(str(spec["base_commit"]))
+        for f in files:
+            q = shlex.quote(f)
+            lines.append(f"rm -f -- {q}; git checkout -q {base} -- {q} 2>/dev/null || "
+                         f"git checkout -q pivotrl-base -- {q} 2>/dev/null || true")
     if spec.get("test_patch"):
         lines.append(f"printf %s {shlex.quote(str(spec['test_patch']))} | git apply -v - >/dev/null")
     lines.append(f"{spec.get('command', 'python3 -m pytest -rA')} 2>&1")

@@ -112,7 +112,7 @@ def make_sandbox(trajectory: Trajectory) -> Sandbox | None:
         files = repo_files(str(env["repo_dir"]), env.get("base_commit"))
         setup = ["git init -q -b main && git config user.name pivotrl && git config user.email pivotrl@example.com "
                  "&& git add -A && GIT_AUTHOR_DATE=2024-06-01T12:00:00+00:00 GIT_COMMITTER_DATE=2024-06-01T12:00:00+00:00 "
-                 "git commit -qm base", *(env.get("setup") or [])]
+                 "git commit -qm base && git tag pivotrl-base", *(env.get("setup") or [])]
         text = {k: v.decode("utf-8", "surrogateescape") for k, v in files.items()}
         trajectory = dataclasses.replace(trajectory, env={**env, "files": text, "setup": setup})
     return shell.make_sandbox(trajectory)
