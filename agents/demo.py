@@ -455,6 +455,7 @@ def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 
             sched.step()
             losses.append((loss_a.item(), loss_o.item()))
             update(step + 1)
+    narrator.finish("base-train")
     model.eval()
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
