@@ -17,7 +17,7 @@ every FAIL_TO_PASS test passes and every PASS_TO_PASS test still passes, run in 
 workspace with :meth:`~sandboxes.core.Sandbox.run_check` after the record's original test files are
 restored (:func:`verifiers.swe.grade_workspace`).
 
-Bundled data (:mod:`.repos` for the repositories and bugs, :mod:`.expert` for the sessions; 40 records,
+Bundled data (:mod:`.repos` for the repositories and bugs, :mod:`.expert` for the sessions; 30 records,
 seed 0)::
 
     python -m pivot_envs.domains.swe.expert --out pivot_envs/domains/swe/data/swe.jsonl

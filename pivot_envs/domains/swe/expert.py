@@ -238,7 +238,7 @@ class Session:
                 "files": t.test_files, "dirs": ["tests"]}
 
 
-def generate(n: int = 40, seed: int = 0) -> list[dict[str, Any]]:
+def generate(n: int = 30, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` records (families cycle; everything else from ``seed``)."""
     records = []
     for i in range(n):
@@ -248,15 +248,18 @@ def generate(n: int = 40, seed: int = 0) -> list[dict[str, Any]]:
     return records
 
 
+def generate_file(path: str | Path, n: int = 30, seed: int = 0) -> int:
+    """Write :func:`generate` ``(n, seed)`` as JSONL, atomically (the shape ``pivotrl data generate`` calls)."""
+    return save_trajectories(generate(n, seed), path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("-n", type=int, default=40)
+    parser.add_argument("-n", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    records = generate(args.n, args.seed)
-    save_trajectories(records, args.out)
-    print(f"wrote {len(records)} records to {args.out}")
+    print(f"wrote {generate_file(args.out, args.n, args.seed)} records to {args.out}")
 
 
 if __name__ == "__main__":
