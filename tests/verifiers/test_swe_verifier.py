@@ -177,3 +177,16 @@ def test_reward_hacking_edits_score_zero(local_env, records):
                                                                     local_env.verify_context())
     for name, verdict in zip(hacks, verdicts, strict=True):
         assert verdict.score == 0, (name, verdict)
+
+
+def test_the_verifier_builds_by_name_in_a_fresh_process():
+    # verifiers.swe imports pivot_envs, which registers the SWE domain, which uses verifiers.swe: no import cycle
+    # may drop the domain or the verifier, whichever is imported first.
+    import subprocess
+    import sys
+
+    code = ("from verifiers import make_verifier; import pivot_envs; "
+            "print(make_verifier('swe').name, pivot_envs.get_domain('swe').env_id)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["swe", "pivot/SWE-v0"], out.stderr[-2000:]
+    assert "skipping domain plugin" not in out.stderr

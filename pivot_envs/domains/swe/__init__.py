@@ -39,7 +39,6 @@ from pivot_envs.domains.terminal import sandbox as shell
 from pivot_envs.trajectory import Trajectory
 from sandboxes.core import ExecResult, Sandbox
 from verifiers.core import register_verifier
-from verifiers.swe import grade_workspace, grading_spec
 
 register_verifier("swe", "verifiers.swe:SWECascade")
 
@@ -120,6 +119,9 @@ def make_sandbox(trajectory: Trajectory) -> Sandbox | None:
 
 def success(trajectory: Trajectory, sandbox: Sandbox | None, messages: list[dict[str, Any]]) -> bool | None:
     """FAIL_TO_PASS pass and PASS_TO_PASS still pass, graded in a fork with the original tests restored."""
+    # Imported here: verifiers.swe imports pivot_envs, whose import registers this domain (a cycle at import time).
+    from verifiers.swe import grade_workspace, grading_spec  # noqa: PLC0415
+
     spec = grading_spec(trajectory.task)
     if spec is None:
         return GENERIC.episode_success(trajectory, sandbox, messages)
