@@ -310,7 +310,7 @@ def verify_cmd(trajectories: Path = typer.Option(..., help="The trajectory recor
                               "server, vllm serve included) or hf:PATH. Its call counts go in the summary."),
                judge_cache: Path | None = typer.Option(None, help="On-disk cache of the judge's answers.")) -> None:
     """Score candidate actions against the demonstrations; print counts by method and category."""
-    from verifiers.batch import verify_file
+    from pivot_envs.verify import verify_file
 
     report = verify_file(trajectories, candidates, out, verifier, progress=True, judge=judge,
                          judge_cache_dir=judge_cache)

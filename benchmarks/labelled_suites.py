@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "verifiers")]
 from labelled import DATA, load_rows, suite_verdicts, terminal_verdicts, toolcall_suite  # noqa: E402
 
 from pivot_envs import get_domain  # noqa: E402
-from verifiers import verify_file  # noqa: E402
+from pivot_envs import verify_file  # noqa: E402
 
 VERIFIERS = ("ours", "toolcall", "exact", "nemo")
 

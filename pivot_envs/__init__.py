@@ -41,6 +41,7 @@ __all__ = [
     "TrajectoryError",
     "UnknownEnvError",
     "check_trajectory_env",
+    "check_verifier",
     "extract_candidates",
     "get_domain",
     "list_domains",
@@ -51,14 +52,20 @@ __all__ = [
     "register_sandbox_kind",
     "sandbox_kinds",
     "save_trajectories",
+    "verify_file",
 ]
 
 load_plugins()
 
 
-def __getattr__(name: str):
-    if name == "check_trajectory_env":
-        from pivot_envs.checker import check_trajectory_env
+_LAZY = {"check_trajectory_env": "pivot_envs.checker", "check_verifier": "pivot_envs.verifier_checker",
+         "verify_file": "pivot_envs.verify"}
 
-        return check_trajectory_env
+
+def __getattr__(name: str):
+    # Tools over envs load on first use (they pull in gymnasium's checker and the judge's clients).
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pivot_envs' has no attribute {name!r}")

@@ -54,7 +54,7 @@ class CheckReport:
 
 
 def check_trajectory_env(env: gym.Env, *, max_trajectories: int | None = None, gym_checks: bool = True,
-                         world_turns: int = 2, seed: int = 0) -> CheckReport:
+                         world_turns: int = 2, random_restores: int = 6, seed: int = 0) -> CheckReport:
     """Run every check over ``env``'s trajectories (the first ``max_trajectories`` when given).
 
     Args:
@@ -63,6 +63,8 @@ def check_trajectory_env(env: gym.Env, *, max_trajectories: int | None = None, g
         gym_checks: Also run Gymnasium's ``check_env``.
         world_turns: Per trajectory, how many turns whose demonstration writes get the world checks
             (forks, snapshot immutability, discrimination); 0 skips them. Each costs a few forks.
+        random_restores: Per trajectory, how many turns are restored again in random order (and about
+            half of them twice more); 0 skips it. Each costs a restore.
         seed: Seeds the random restore order.
 
     Raises ``AssertionError`` listing every problem found; returns the report when all pass.
@@ -89,7 +91,7 @@ def check_trajectory_env(env: gym.Env, *, max_trajectories: int | None = None, g
             for turn in range(traj.num_turns):
                 report.turns += 1
                 replayed[traj_id, turn] = _check_turn(base, replayer, traj_id, turn, report)
-            _check_random_order(base, traj_id, replayed, rng, report)
+            _check_random_order(base, traj_id, replayed, rng, random_restores, report)
             if world_turns > 0 and traj.sandbox != "none":
                 _check_world(base, traj_id, world_turns, report)
             _check_episode(episode, traj_id, report)
@@ -137,15 +139,15 @@ def _check_reported_digest(env: TrajectoryEnv, info: dict, where: str, report: C
 
 
 def _check_random_order(env: TrajectoryEnv, traj_id: str, replayed: dict[tuple[str, int], tuple[dict, str]],
-                        rng: random.Random, report: CheckReport) -> None:
+                        rng: random.Random, count: int, report: CheckReport) -> None:
     """Restore a seeded sample of turns in random order, some twice, and compare each with its replay.
 
     Sequential restores only ever extend the last snapshot; jumping back after a later turn was restored on
     top of an earlier snapshot is what exposes a snapshot that aliases the live world.
     """
     turns = list(range(env.trajectories[traj_id].num_turns))
-    order = rng.sample(turns, min(len(turns), 6))
-    order += rng.sample(order, min(len(order), 3))  # repeats
+    order = rng.sample(turns, min(len(turns), count))
+    order += rng.sample(order, min(len(order), (count + 1) // 2))  # repeats
     for turn in order:
         where = f"{traj_id} turn {turn} (random order)"
         obs, info = env.reset(options={"trajectory": traj_id, "turn": turn})

@@ -13,7 +13,8 @@ import pytest
 from labelled import load_rows, score, suite_verdicts, terminal_verdicts, toolcall_suite
 
 from pivot_envs import get_domain
-from verifiers import Verdict, verify_file
+from pivot_envs import verify_file
+from verifiers import Verdict
 from verifiers.judge import CallableBackend
 
 PRECISION_BAR = 0.95

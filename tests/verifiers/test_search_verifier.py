@@ -11,7 +11,8 @@ from labelled import load_rows, score
 from pivot_envs import get_domain
 from pivot_envs.actions import Action, ToolCall
 from sandboxes import InProcessSandbox
-from verifiers import Category, VerifyContext, make_verifier, verify_file
+from pivot_envs import verify_file
+from verifiers import Category, VerifyContext, make_verifier
 from verifiers.search import (
     answer_tokens,
     canonical_query,

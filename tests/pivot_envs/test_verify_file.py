@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from pivot_envs import get_domain
-from verifiers import Category, verify_file
+from pivot_envs import verify_file
+from verifiers import Category
 
 
 def write(path, rows):

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from pivot_envs.actions import Action
-from pivot_envs.trajectory import JsonLine, read_jsonl
+from pivot_envs.core import TrajectoryEnv
+from pivot_envs.registration import find_domain
+from pivot_envs.trajectory import JsonLine, load_trajectories, read_jsonl
 from verifiers.core import (
     DEGENERATE_ERRORS,
     Category,
@@ -68,10 +70,6 @@ def verify_file(trajectories_path: str | Path, candidates_path: str | Path, out_
         ``{"rows": [record, ...], "summary": {...}}``; the summary counts rows, scored rows, row errors,
         acceptances, the mean score of scored rows, restores, and verdicts by method and by category.
     """
-    from pivot_envs.core import TrajectoryEnv  # noqa: PLC0415 - pivot_envs imports verifiers
-    from pivot_envs.registration import find_domain  # noqa: PLC0415
-    from pivot_envs.trajectory import load_trajectories  # noqa: PLC0415
-
     llm_judge = None
     if judge is not None:
         from verifiers.judge import LLMJudge  # noqa: PLC0415 - the judge's clients load on demand

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pivot_envs.actions import Action
+from pivot_envs.core import TrajectoryEnv
 from verifiers.core import METHODS, Verdict, Verifier, make_verifier
 
 #: Candidates every verifier must score 0 at every turn, without raising.
@@ -39,8 +40,6 @@ def check_verifier(env: Any, *, verifier: str | Verifier | None = None, max_traj
 
     Raises ``AssertionError`` listing every problem; returns the report when all pass.
     """
-    from pivot_envs.core import TrajectoryEnv  # noqa: PLC0415 - pivot_envs imports verifiers
-
     base = env.unwrapped
     if not isinstance(base, TrajectoryEnv):
         raise TypeError(f"expected a TrajectoryEnv (possibly wrapped), got {type(base).__name__}")
