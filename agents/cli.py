@@ -281,22 +281,26 @@ class GeneratedDomain(enum.StrEnum):
 
     tool_use = "tool_use"
     terminal = "terminal"
+    search = "search"
+    swe = "swe"
 
 
 @data_app.command("generate")
 def data_generate(out: Path = typer.Argument(..., help="Output JSONL."),
                   domain: GeneratedDomain = typer.Option(GeneratedDomain.tool_use,
                                                          help="Bundled domain whose expert generates the data."),
-                  n: int = typer.Option(200, "-n", "--n", min=1, help="Number of trajectories."),
+                  n: int | None = typer.Option(None, "-n", "--n", min=1,
+                                               help="Number of trajectories (default: as many as the bundled file)."),
                   seed: int = typer.Option(0, help="Random seed (same seed, same file).")) -> None:
-    """Generate expert trajectories with a bundled domain's programmatic expert (tool_use or terminal).
+    """Generate expert trajectories with a bundled domain's programmatic expert.
 
-    Seed 0 reproduces the bundled data (200 tool-use, 60 terminal trajectories).
+    Seed 0 with the default -n reproduces the bundled data (200 tool_use, 60 terminal, 143 search and
+    30 swe trajectories).
     """
     import importlib
 
     expert = importlib.import_module(f"pivot_envs.domains.{domain.value}.expert")
-    count = expert.generate_file(out, n, seed=seed)
+    count = expert.generate_file(out, n, seed=seed) if n is not None else expert.generate_file(out, seed=seed)
     console.print(f"wrote {count} {domain.value} trajectories to {out}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from agents.cli import app
@@ -201,6 +202,18 @@ def test_data_generate_terminal(tmp_path):
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 2 and all(r["domain"] == "terminal" for r in records)
+    assert runner.invoke(app, ["data", "validate", str(out)]).exit_code == 0
+
+
+@pytest.mark.parametrize("domain", ["search", "swe"])
+def test_data_generate_the_newer_domains(tmp_path, domain):
+    out = tmp_path / f"{domain}.jsonl"
+    result = runner.invoke(app, ["data", "generate", str(out), "--domain", domain, "-n", "3"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 3 and all(r["domain"] == domain for r in records)
+    if domain == "search":  # -n is spread over the question families
+        assert len({r["task"]["family"] for r in records}) == 3
     assert runner.invoke(app, ["data", "validate", str(out)]).exit_code == 0
 
 

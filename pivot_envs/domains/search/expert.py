@@ -42,6 +42,7 @@ from typing import Any
 
 from pivot_envs.domains.search.corpus import Corpus, load_corpus
 from pivot_envs.domains.search.tools import DEFAULT_K, FUNCTIONS, TOOLS
+from pivot_envs.trajectory import save_trajectories
 from sandboxes.inprocess import InProcessSandbox
 from verifiers.search import FILLER, answer_tokens
 
@@ -339,6 +340,26 @@ def generate(seed: int = 0, per_family: int = 55) -> list[dict[str, Any]]:
     return records
 
 
+def generate_file(path: str | Path, n: int | None = None, seed: int = 0) -> int:
+    """Write :func:`generate` as JSONL, atomically (the shape ``pivotrl data generate`` calls).
+
+    ``n`` caps the number of records, taken round-robin over the question families so that every family
+    stays represented; None keeps them all (seed 0 gives the bundled 143).
+    """
+    per_family = 55 if n is None else max(1, -(-n // 3))
+    records = generate(seed, per_family)
+    if n is not None:
+        by_family: dict[str, list[dict[str, Any]]] = {}
+        for rec in records:
+            by_family.setdefault(rec["task"]["family"], []).append(rec)
+        queues, records = list(by_family.values()), []
+        while len(records) < n and any(queues):
+            for queue in queues:
+                if queue and len(records) < n:
+                    records.append(queue.pop(0))
+    return save_trajectories(records, path)
+
+
 def question_of_record(record: dict[str, Any]) -> Question:
     """The :class:`Question` a bundled record was built from (for re-verification)."""
     task = record["task"]
@@ -355,12 +376,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-family", type=int, default=55)
     args = parser.parse_args(argv)
-    records = generate(args.seed, args.per_family)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    print(f"wrote {len(records)} records to {args.out}")
+    count = save_trajectories(generate(args.seed, args.per_family), args.out)
+    print(f"wrote {count} records to {args.out}")
 
 
 if __name__ == "__main__":
