@@ -12,8 +12,12 @@ Suites (tests/data):
   default is stated only in a description (an omitted argument vs its default, and vs another value).
 * ``terminal``: ``terminal_pairs.jsonl`` with the workspaces of ``terminal_envs.json``, run in the Docker
   sandbox when a daemon answers (else the local sandbox, and the table says so).
+* ``search``: ``search_pairs.jsonl``, candidates at turns of the bundled search trajectories (queries run
+  against the domain's own BM25 index, opens and finds in twin copies of the in-process world).
+* ``swe``: ``swe_pairs.jsonl``, candidates at turns of the bundled SWE trajectories, edits applied and
+  tests run in twin forks of the repository (Docker when a daemon answers, else the local sandbox).
 
-Verifiers: our domain cascade (``tool_use`` or ``terminal``), ``toolcall`` (rules only), ``exact`` (the
+Verifiers: our domain cascade (``tool_use``, ``terminal``, ``search`` or ``swe``), ``toolcall`` (rules only), ``exact`` (the
 paper's exact-match ablation) and ``nemo`` (NeMo Gym's released comparator). Precision = TP / (TP + FP),
 recall = TP / (TP + FN), false-accept rate = FP / (FP + TN): the share of wrong actions that earn reward.
 
@@ -40,8 +44,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "verifiers")]
 
 from labelled import DATA, load_rows, suite_verdicts, terminal_verdicts, toolcall_suite  # noqa: E402
 
-from pivot_envs import get_domain  # noqa: E402
-from pivot_envs import verify_file  # noqa: E402
+from pivot_envs import get_domain, verify_file  # noqa: E402
 
 VERIFIERS = ("ours", "toolcall", "exact", "nemo")
 
@@ -66,6 +69,16 @@ def tool_use_suite() -> dict[str, dict[str, Any]]:
         rows = verify_file(data, path, verifier="tool_use" if name == "ours" else name)["rows"]
         out[name] = rates(labels, [r["equivalent"] for r in rows])
     return out
+
+
+def domain_suite(domain: str, pairs: str) -> dict[str, dict[str, Any]]:
+    """A suite of candidates at turns of a bundled domain's records, through ``verify_file``."""
+    path = DATA / pairs
+    labels = [r["label"] for r in load_rows(path.name)]
+    data = get_domain(domain).data_path()
+    return {name: rates(labels, [r["equivalent"] for r in verify_file(data, path, verifier=domain if name == "ours"
+                                                                        else name)["rows"]])
+            for name in VERIFIERS}
 
 
 def toolcall_suites() -> dict[str, dict[str, dict[str, Any]]]:
@@ -131,6 +144,11 @@ def main() -> None:
     suites: dict[str, Any] = {"tool_use": tool_use_suite(), **toolcall_suites()}
     terminal, backend = terminal_suite(not args.no_docker)
     suites[f"terminal ({backend} sandbox)"] = terminal
+    suites["search"] = domain_suite("search", "search_pairs.jsonl")
+    from pivot_envs.domains.terminal import sandbox as shell  # noqa: PLC0415 - the SWE world is a shell world
+
+    shell.BACKEND = backend
+    suites[f"swe ({backend} sandbox)"] = domain_suite("swe", "swe_pairs.jsonl")
     results = {"suites": suites}
     print(markdown(results))
     if args.out:

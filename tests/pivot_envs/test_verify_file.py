@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pivot_envs import get_domain
-from pivot_envs import verify_file
+from pivot_envs import get_domain, verify_file
 from verifiers import Category
 
 

@@ -12,8 +12,7 @@ from collections import Counter
 import pytest
 from labelled import load_rows, score, suite_verdicts, terminal_verdicts, toolcall_suite
 
-from pivot_envs import get_domain
-from pivot_envs import verify_file
+from pivot_envs import get_domain, verify_file
 from verifiers import Verdict
 from verifiers.judge import CallableBackend
 

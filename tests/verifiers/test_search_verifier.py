@@ -8,10 +8,9 @@ import gymnasium as gym
 import pytest
 from labelled import load_rows, score
 
-from pivot_envs import get_domain
+from pivot_envs import get_domain, verify_file
 from pivot_envs.actions import Action, ToolCall
 from sandboxes import InProcessSandbox
-from pivot_envs import verify_file
 from verifiers import Category, VerifyContext, make_verifier
 from verifiers.search import (
     answer_tokens,
