@@ -188,3 +188,15 @@ def test_a_step_with_a_non_finite_gradient_is_skipped_and_counted(tiny_path, tmp
     assert summary["final"]["loss/skipped_steps"] == 2
     before, after = weights(tiny_path), weights(tmp_path / "nan" / "checkpoints" / "step-000002")
     assert all(torch.equal(before[k], after[k]) for k in before)  # no NaN written into the weights
+
+
+@pytest.mark.parametrize("domain", ["search", "swe"])
+def test_pivotrl_trains_on_the_newer_domains(tiny_path, tmp_path, domain, local_shell_worlds):
+    # The search world is in-process; the SWE world is a shell world (the local backend here, Docker in
+    # its own tests). One GRPO step from profiling to update, with the domain's own verifier.
+    cfg = pivotrl_config(tiny_path, tmp_path / domain, domain=domain, max_trajectories=1, profile_k=2, max_pivots=2,
+                         steps=1, pivots_per_step=1, group_size=2, max_new_tokens=16)
+    summary = train(cfg, log=lambda *_: None)
+    assert summary["final"]["step"] == 1 and torch.isfinite(torch.tensor(summary["final"]["loss/policy"]))
+    assert summary["compute"]["rollout_turns"] > 0
+    assert (tmp_path / domain / "checkpoints" / "step-000001" / "model.safetensors").exists()
