@@ -64,15 +64,21 @@ class CallEffect:
     digest: str
 
 
+def execute_all(sandbox: Sandbox, calls: Sequence[ToolCall], executor: Executor) -> tuple[list[str], list[ExecResult]]:
+    """Run ``calls`` in order in ``sandbox``: their tool messages and raw results."""
+    outputs, results = [], []
+    for call in calls:
+        text, result = executor(sandbox, call)
+        outputs.append(text)
+        results.append(result)
+    return outputs, results
+
+
 def run_in_fork(sandbox: Sandbox, calls: Sequence[ToolCall], executor: Executor) -> CallEffect:
     """Run ``calls`` in order in a fresh fork of ``sandbox`` (closed afterwards)."""
     fork = sandbox.fork(1)[0]
     try:
-        outputs, results = [], []
-        for call in calls:
-            text, result = executor(fork, call)
-            outputs.append(text)
-            results.append(result)
+        outputs, results = execute_all(fork, calls, executor)
         return CallEffect(tuple(outputs), tuple(results), fork.state_digest())
     finally:
         fork.close()

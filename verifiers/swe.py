@@ -65,7 +65,7 @@ from sandboxes.errors import IncompleteListingError, WalkLimitError
 from verifiers.cascade import Cascade, ExactStage, Memo, Stage, Step, WellFormedStage, decide, tentative
 from verifiers.code import CodeEditCascade, classify, compare_sources, view_range
 from verifiers.core import Category, Verdict, VerifyContext
-from verifiers.execution import executor_of
+from verifiers.execution import execute_all, executor_of
 from verifiers.judge import JudgeBackend, JudgeStage, LLMJudge
 from verifiers.messages import MessageRules
 from verifiers.terminal import (
@@ -348,11 +348,7 @@ def run_calls(ctx: VerifyContext, memo: Memo, calls: Sequence[ToolCall], *, keep
     before = _base_manifest(ctx, memo)
     fork = ctx.sandbox.fork(1)[0]
     try:
-        outputs, results = [], []
-        for call in calls:
-            text, result = executor(fork, call)
-            outputs.append(text)
-            results.append(result)
+        outputs, results = execute_all(fork, calls, executor)
         after = manifest(fork)
         changes = {p: e for p, e in fs_changes(before, after, CACHE_PATTERNS).items() if not _is_tool_state(p)}
         texts = {p: (_read_text(fork, p) if e is not None and e.startswith("file:") else None) for p, e in changes.items()}
