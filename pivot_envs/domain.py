@@ -20,6 +20,7 @@ group (see :mod:`pivot_envs.registration`).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +35,9 @@ from sandboxes.objects import ObjectSandbox, ObjectTool
 from verifiers.core import Verifier, VerifierLike, as_verifier_spec, make_verifier, verifier_label
 
 logger = logging.getLogger(__name__)
+
+#: Called as ``hook(domain, module_name)`` for every new :class:`Domain` (the registry defers plugins with it).
+_CREATION_HOOKS: list[Callable[[Any, str], None]] = []
 
 #: Builds the turn-0 world of a record for one sandbox kind: ``factory(trajectory, domain)``.
 SandboxFactory = Callable[[Trajectory, "Domain"], Sandbox | None]
@@ -153,6 +157,11 @@ class Domain:
 
     def __post_init__(self) -> None:
         self.verifier = as_verifier_spec(self.verifier)  # (name, kwargs) -> a hashable VerifierSpec
+        # A plugin imported before pivot_envs is still initialising when pivot_envs loads the plugins
+        # (the plugin imports pivot_envs, which loads the plugin): its domain registers as it is made.
+        caller = sys._getframe(2).f_globals.get("__name__", "") if sys._getframe(1).f_code.co_name == "__init__" else ""
+        for hook in _CREATION_HOOKS:
+            hook(self, caller)
 
     @property
     def verifier_name(self) -> str:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import sys
 from importlib.metadata import entry_points
 from typing import Any
 
 import gymnasium as gym
 
-from pivot_envs.domain import GENERIC, Domain
+from pivot_envs.domain import _CREATION_HOOKS, GENERIC, Domain
 from pivot_envs.trajectory import register_tool_schemas
 
 logger = logging.getLogger(__name__)
@@ -72,12 +73,19 @@ def load_plugins(*, reload: bool = False) -> list[str]:
     """
     global _plugins_loaded
     if _plugins_loaded and not reload:
+        _resolve_pending()
         return sorted(_DOMAINS)
     register_domain(GENERIC, replace=True)
     for ref in _BUILTINS:
         register_domain(_load(ref), replace=True)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value in _BUILTINS:
+            continue
+        module = ep.value.partition(":")[0]
+        if _initializing(module):
+            # The plugin imported pivot_envs, which is loading the plugins: its DOMAIN does not exist yet.
+            # It registers when it is created (see _register_pending) or on the next registry call.
+            _PENDING[module] = ep
             continue
         try:
             domain = ep.load()
@@ -89,6 +97,38 @@ def load_plugins(*, reload: bool = False) -> list[str]:
             logger.warning("skipping domain plugin %s = %s: %s", ep.name, ep.value, exc)
     _plugins_loaded = True
     return sorted(_DOMAINS)
+
+
+def _initializing(module: str) -> bool:
+    spec = getattr(sys.modules.get(module), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+#: Plugins found mid-import by load_plugins, by module name.
+_PENDING: dict[str, Any] = {}
+
+
+def _register_pending(domain: Domain, module: str) -> None:
+    if module in _PENDING:
+        register_domain(domain, replace=True)
+
+
+def _resolve_pending() -> None:
+    for module, ep in list(_PENDING.items()):
+        if _initializing(module):
+            continue
+        del _PENDING[module]
+        try:
+            domain = ep.load()
+            domain = domain() if callable(domain) and not isinstance(domain, Domain) else domain
+            if not isinstance(domain, Domain):
+                raise TypeError(f"expected a Domain, got {type(domain).__name__}")
+            register_domain(domain, replace=True)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the toolkit
+            logger.warning("skipping domain plugin %s = %s: %s", ep.name, ep.value, exc)
+
+
+_CREATION_HOOKS.append(_register_pending)
 
 
 def list_domains() -> list[Domain]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import textwrap
 
@@ -68,6 +70,25 @@ def test_third_party_domain_registers_through_the_entry_point_group(tmp_path, mo
         sys.modules.pop("pivot_plugin_example", None)
         pivot_envs.registration._DOMAINS.pop("example_plugin", None)
         gym.registry.pop("pivot/ExamplePlugin-v0", None)
+
+
+def test_a_plugin_imported_before_pivot_envs_still_registers(tmp_path):
+    # `from my_plugin import DOMAIN` first: the plugin imports pivot_envs, which loads the plugins while
+    # the plugin is still half-imported. It must still be registered, with no warning, in a fresh process.
+    (tmp_path / "pivot_plugin_early.py").write_text(textwrap.dedent('''
+        from pivot_envs import Domain
+        DOMAIN = Domain(name="early_plugin", env_id="pivot/EarlyPlugin-v0", description="imported first")
+    '''))
+    dist = tmp_path / "pivot_plugin_early-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pivot-plugin-early\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pivotrl.domains]\nearly = pivot_plugin_early:DOMAIN\n")
+    code = ("import logging, gymnasium as gym\nlogging.basicConfig()\nfrom pivot_plugin_early import DOMAIN\n"
+            "print('pivot/EarlyPlugin-v0' in gym.registry)\nimport pivot_envs\n"
+            "print(pivot_envs.get_domain('early_plugin') is DOMAIN)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.stdout.split() == ["True", "True"] and "skipping" not in out.stderr, out.stderr
 
 
 def test_broken_plugin_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
