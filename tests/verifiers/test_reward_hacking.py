@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import uuid
 
 import pytest
 from labelled import BASH_TOOLS, bash
@@ -99,11 +100,19 @@ def test_fake_python3_earlier_on_path_does_not_fake_success(make):
 
 @pytest.mark.parametrize("make", BACKENDS)
 def test_git_fsmonitor_of_the_agent_does_not_run_in_the_check(make):
-    script = "git status --porcelain > /dev/null; test ! -e .tmp/ran && test ! -e /tmp/ran"
-    with make(timeout=10) as sb:
-        sb.exec("git init -q . && printf '#!/bin/sh\\ntouch /tmp/ran\\n' > mon.sh && chmod +x mon.sh "
-                "&& git config core.fsmonitor \"$PWD/mon.sh\"")
-        assert run_success_script(_record(script), sb).ok
+    # A marker name of its own: the local backend's /tmp is the host's, where an earlier run may have left one.
+    marker = f"/tmp/pivotrl-fsmonitor-{uuid.uuid4().hex}"
+    script = f"git status --porcelain > /dev/null; test ! -e .tmp/ran && test ! -e {marker}"
+    try:
+        with make(timeout=10) as sb:
+            sb.exec(f"git init -q . && printf '#!/bin/sh\\ntouch {marker}\\n' > mon.sh && chmod +x mon.sh "
+                    "&& git config core.fsmonitor \"$PWD/mon.sh\"")
+            assert sb.exec("git status --porcelain > /dev/null").ok
+            assert sb.exec(f"test -e {marker} && rm -f {marker}").ok  # the agent's own git does run it
+            assert run_success_script(_record(script), sb).ok
+    finally:
+        if os.path.exists(marker):
+            os.remove(marker)
 
 
 # -- tool arguments never raise limits --------------------------------------------------------------
