@@ -75,6 +75,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 import select
 import signal
 import socket
@@ -97,6 +98,7 @@ from sandboxes.core import ExecResult, Sandbox, Snapshot
 from sandboxes.errors import IncompleteListingError, SandboxError, SnapshotError, WalkLimitError
 
 log = logging.getLogger(__name__)
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 #: The commands' working directory, and the root of :meth:`DockerSandbox.read_file` paths.
 WORKDIR = "/workspace"
@@ -1095,7 +1097,7 @@ class DockerSandbox(Sandbox):
         so equal workspaces have equal digests on both backends, except that a ``.git/index`` counts by
         its staged entries, not its stat cache (which differs between equal repositories)."""
         self._check_open()
-        return self._digest_helper(["--tree", WORKDIR], "compute the state digest").strip()
+        return self._checked_digest(["--tree", WORKDIR], "compute the state digest")
 
     def manifest(self) -> dict[str, tuple[str, str]]:
         """``{relative path: (kind, detail)}`` of all of ``/workspace`` (:func:`sandboxes.digest.walk`), read
@@ -1139,7 +1141,19 @@ class DockerSandbox(Sandbox):
         if isinstance(paths, str):
             raise TypeError("paths must be a sequence of paths, not one string; wrap it in a list")
         rel = [self._relative(p) for p in paths]
-        return self._digest_helper(["--paths", WORKDIR, *rel], "compute a content digest").strip()
+        return self._checked_digest(["--paths", WORKDIR, *rel], "compute a content digest")
+
+    def _checked_digest(self, args: list[str], what: str) -> str:
+        """A digest is 64 hex digits or an error, never an empty or partial string: two forks whose
+        output was lost would otherwise compare equal, a reward for nothing. Retried once (under heavy
+        load the daemon has been seen to return an exec's exit status without its output)."""
+        for attempt in (1, 2):
+            text = self._digest_helper(args, what).strip()
+            if _HEX_DIGEST.fullmatch(text):
+                return text
+            log.warning("%s in %s returned %r (attempt %d of 2)", what, self.container_id[:12], text[:80], attempt)
+        raise SandboxError(f"could not {what} in {self.container_id[:12]}: the helper printed {text[:80]!r}, "
+                           "not a sha256 digest (the exec's output was lost or cut)")
 
     def changed_paths(self) -> list[tuple[str, str]]:
         """``(absolute path, "added" | "modified" | "deleted")`` for every path of the container's file system

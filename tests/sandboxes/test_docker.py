@@ -738,3 +738,16 @@ def test_image_build_is_a_no_op_when_up_to_date(image: str, client) -> None:
     assert client.api.inspect_image(image)["Id"] == before == client.api.inspect_image(SANDBOX_IMAGE)["Id"]
     labels = client.api.inspect_image(image)["Config"]["Labels"]
     assert labels["pivotrl.managed"] == "1" and labels["pivotrl.kind"] == "base"
+
+
+def test_a_digest_whose_output_was_lost_is_an_error_not_an_empty_digest(sandbox, monkeypatch):
+    # Two forks that both lost their digest output would compare equal: a reward for nothing.
+    real = sandbox.state_digest()
+    assert len(real) == 64
+    calls = []
+    monkeypatch.setattr(sandbox, "_digest_helper", lambda args, what: calls.append(args) or "")
+    with pytest.raises(SandboxError, match="not a sha256 digest"):
+        sandbox.state_digest()
+    with pytest.raises(SandboxError, match="not a sha256 digest"):
+        sandbox.content_digest(["a"])
+    assert len(calls) == 4  # each retried once
