@@ -87,16 +87,21 @@ def load_plugins(*, reload: bool = False) -> list[str]:
             # It registers when it is created (see _register_pending) or on the next registry call.
             _PENDING[module] = ep
             continue
-        try:
-            domain = ep.load()
-            domain = domain() if callable(domain) and not isinstance(domain, Domain) else domain
-            if not isinstance(domain, Domain):
-                raise TypeError(f"expected a Domain, got {type(domain).__name__}")
-            register_domain(domain, replace=True)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the toolkit
-            logger.warning("skipping domain plugin %s = %s: %s", ep.name, ep.value, exc)
+        _register_entry_point(ep)
     _plugins_loaded = True
     return sorted(_DOMAINS)
+
+
+def _register_entry_point(ep: Any) -> None:
+    """Load one ``pivotrl.domains`` entry point and register its Domain; a broken one is logged and skipped."""
+    try:
+        domain = ep.load()
+        domain = domain() if callable(domain) and not isinstance(domain, Domain) else domain
+        if not isinstance(domain, Domain):
+            raise TypeError(f"expected a Domain, got {type(domain).__name__}")
+        register_domain(domain, replace=True)
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the toolkit
+        logger.warning("skipping domain plugin %s = %s: %s", ep.name, ep.value, exc)
 
 
 def _initializing(module: str) -> bool:
@@ -118,14 +123,7 @@ def _resolve_pending() -> None:
         if _initializing(module):
             continue
         del _PENDING[module]
-        try:
-            domain = ep.load()
-            domain = domain() if callable(domain) and not isinstance(domain, Domain) else domain
-            if not isinstance(domain, Domain):
-                raise TypeError(f"expected a Domain, got {type(domain).__name__}")
-            register_domain(domain, replace=True)
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the toolkit
-            logger.warning("skipping domain plugin %s = %s: %s", ep.name, ep.value, exc)
+        _register_entry_point(ep)
 
 
 _CREATION_HOOKS.append(_register_pending)
