@@ -72,11 +72,14 @@ class Snapshot:
 
     ``payload`` is backend-specific (a deep copy of a state, a copied workspace directory, an image id)
     and must be treated as opaque. ``digest`` is the state digest at the time of the snapshot.
+    ``nbytes`` is what keeping the snapshot costs, in bytes (the serialized state, the copied files), or
+    None when the backend does not know; snapshot caches budget by it.
     """
 
     backend: str
     digest: str
     payload: Any = field(repr=False, compare=False)
+    nbytes: int | None = field(default=None, compare=False)
 
 
 def canonical_json(value: Any) -> str:

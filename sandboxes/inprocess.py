@@ -5,15 +5,18 @@ from the model, and a tool that raises on bad arguments gives an error result, n
 put functions that execute model-written code here; use :class:`~sandboxes.local.LocalSandbox` or the
 Docker sandbox for that.
 
-Snapshot = deep copy of the state; state digest = sha256 of its canonical JSON.
+Snapshot = the state's canonical JSON text (its size: ``nbytes``, what the text holds in memory); state
+digest = sha256 of that text.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -91,9 +94,11 @@ class InProcessSandbox(Sandbox):
 
     def snapshot(self) -> Snapshot:
         self._check_open()
-        # A JSON round trip is both the deep copy and a check that the state stays JSON-able.
+        # A JSON round trip is both the deep copy and a check that the state stays JSON-able. The digest
+        # is sha256_json(state), taken over the same text rather than serializing the state twice.
         payload = canonical_json(self.state)
-        return Snapshot(self.backend, sha256_json(self.state), payload)
+        digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        return Snapshot(self.backend, digest, payload, nbytes=sys.getsizeof(payload))
 
     def restore(self, snapshot: Snapshot) -> None:
         self._check_open()

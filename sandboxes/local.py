@@ -476,16 +476,18 @@ class LocalSandbox(Sandbox):
     def snapshot(self) -> Snapshot:
         """Copy the workspace (without ``.tmp/``) into a host-only directory; see :meth:`restore`.
 
-        The copy lives until this sandbox closes.
+        The copy lives until this sandbox closes or :meth:`discard` deletes it. Its ``nbytes`` is the size
+        a tar archive of it would have (a 512-byte header per entry, file contents in 512-byte blocks), so
+        local and Docker snapshots count alike in a snapshot cache's byte budget.
         """
         self._check_open()
         assert self._root is not None
         target = Path(tempfile.mkdtemp(prefix="snapshot-", dir=self._root))
         self._snapshots.append(target)
-        _copy_tree(self.workspace, target)
+        nbytes = _copy_tree(self.workspace, target)
         # copytree copied the workspace's mode; the owner stays the host, so the sandbox user can't enter.
         os.chmod(target, 0o700)
-        return Snapshot(self.backend, _tree_digest(target), str(target))
+        return Snapshot(self.backend, _tree_digest(target), str(target), nbytes=nbytes)
 
     def discard(self, snapshot: Snapshot) -> None:
         """Delete the snapshot's directory now rather than when this sandbox closes."""
@@ -720,28 +722,43 @@ def _looks_like_oom(exit_code: int, stderr: str, cpu_s: float, cpu_limit_s: int)
     return killed and cpu_s < cpu_limit_s
 
 
-def _copy_tree(source: Path, target: Path) -> None:
+#: A tar archive's block: each entry's header is one, and file contents are padded to whole ones.
+_TAR_BLOCK = 512
+
+
+def _copy_tree(source: Path, target: Path) -> int:
     """Copy a workspace into ``target`` (which may exist): symlinks as links, no ``.tmp/``, FIFOs made
     anew (never opened: a copy would block on them), sockets and devices left out (a command cannot
-    make devices; a socket file outlives its listener only as a name)."""
+    make devices; a socket file outlives its listener only as a name).
+
+    Returns the copy's size as a tar archive would count it (:data:`_TAR_BLOCK` bytes of header per entry,
+    regular files' contents rounded up to whole blocks), from the ``lstat`` calls the copy makes anyway."""
     top = os.fspath(source)
     fifos: list[tuple[str, int]] = []
+    size = _TAR_BLOCK  # the top directory's own entry
 
     def skip(directory: str, names: list[str]) -> list[str]:
+        nonlocal size
         skipped = []
         for name in names:
             if directory == top and name == ".tmp":
                 skipped.append(name)
                 continue
             try:
-                mode = os.lstat(os.path.join(directory, name)).st_mode
+                st = os.lstat(os.path.join(directory, name))
             except OSError:
                 skipped.append(name)
                 continue
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            mode = st.st_mode
+            size += _TAR_BLOCK
+            if stat.S_ISREG(mode):
+                size += -(-st.st_size // _TAR_BLOCK) * _TAR_BLOCK
+            elif not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
                 skipped.append(name)
                 if stat.S_ISFIFO(mode):
                     fifos.append((os.path.relpath(os.path.join(directory, name), top), stat.S_IMODE(mode)))
+                else:
+                    size -= _TAR_BLOCK  # sockets and devices are not copied
         return skipped
 
     try:
@@ -752,6 +769,7 @@ def _copy_tree(source: Path, target: Path) -> None:
             os.chmod(path, mode)
     except (shutil.Error, OSError) as exc:
         raise SnapshotError(f"could not copy the workspace {source} to {target}: {exc}") from exc
+    return size
 
 
 def _tree_digest(top: Path) -> str:

@@ -242,6 +242,21 @@ def object_digest(value: Any) -> str:
     return h.hexdigest()
 
 
+def _digest_and_size(value: Any) -> tuple[str, int]:
+    """:func:`object_digest` of ``value`` and the length in bytes of the token stream it hashed (the
+    object graph serialized canonically: what a snapshot of it holds, give or take Python's overhead)."""
+    h = hashlib.sha256()
+    size = 0
+
+    def sink(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        h.update(data)
+
+    _Walker(sink).walk(value, _ROOT)
+    return h.hexdigest(), size
+
+
 # ---------------------------------------------------------------------------------------------------
 # Results
 
@@ -390,8 +405,10 @@ class ObjectSandbox(Sandbox):
     def snapshot(self) -> Snapshot:
         self._check_open()
         # The payload is a private deep copy: acting on the world afterwards cannot reach it, and restore
-        # copies it again so that it is never handed out either.
-        return Snapshot(self.backend, self.state_digest(), self._copy_world())
+        # copies it again so that it is never handed out either. Its size is the length of the digest's
+        # canonical encoding of the graph, counted in the same walk.
+        digest, nbytes = _digest_and_size(self.world)
+        return Snapshot(self.backend, digest, self._copy_world(), nbytes=nbytes)
 
     def restore(self, snapshot: Snapshot) -> None:
         self._check_open()

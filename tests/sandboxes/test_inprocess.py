@@ -55,3 +55,16 @@ def test_files_and_close():
     assert sb.closed
     with pytest.raises(SandboxClosedError):
         sb.call_tool("add", {"key": "a"})
+
+
+def test_snapshot_size_is_the_serialized_state_in_memory():
+    import sys
+
+    from sandboxes.core import canonical_json
+
+    sb = InProcessSandbox({"kv": {"a": 1}})
+    small = sb.snapshot()
+    assert small.nbytes == sys.getsizeof(canonical_json(sb.state)) and small.digest == sb.state_digest()
+    sb.write_file("big.txt", "x" * 10_000)
+    big = sb.snapshot()
+    assert big.nbytes - small.nbytes >= 10_000 and big.digest == sha256_json(sb.state)

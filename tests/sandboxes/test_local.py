@@ -409,3 +409,14 @@ def test_invalid_settings_are_rejected() -> None:
         LocalSandbox(env={"N": 1})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="sequence of commands"):
         LocalSandbox(setup="echo hi")
+
+
+def test_snapshot_size_counts_the_copy_as_a_tar_archive_would(sandbox: LocalSandbox) -> None:
+    empty = sandbox.snapshot()
+    assert empty.nbytes == 512  # the workspace's own entry (.tmp/ is not copied)
+    sandbox.write_file("a.txt", "x" * 1000)  # a header and two blocks of content
+    sandbox.exec("mkdir d && ln -s a.txt d/link && : > d/empty && mkfifo p")  # a header each
+    snap = sandbox.snapshot()
+    assert snap.nbytes == 512 + (512 + 1024) + 512 + 512 + 512 + 512
+    sandbox.exec("head -c 100000 /dev/zero > d/zeros")
+    assert sandbox.snapshot().nbytes == snap.nbytes + 512 + 100352

@@ -217,3 +217,13 @@ def test_closed_sandbox_refuses_work():
     sb.close()
     with pytest.raises(Exception, match="closed"):
         sb.call_tool("show", {"name": "a"})
+
+
+def test_snapshot_size_is_the_canonical_encoding_of_the_graph_and_grows_with_it():
+    sb = ObjectSandbox(bank_with("a"))
+    small = sb.snapshot()
+    assert small.nbytes > 0 and small.digest == sb.state_digest()
+    for _ in range(100):
+        sb.call_tool("deposit", {"name": "a", "amount": 1})
+    big = sb.snapshot()
+    assert big.nbytes > small.nbytes + 500 and big.digest == sb.state_digest()  # 100 log entries
