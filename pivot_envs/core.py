@@ -12,7 +12,9 @@ Turn ``k`` is the k-th assistant message of the record (0-based). ``reset(option
 there: the recorded actions 0..k-1 are replayed through the sandbox, each result is compared with the
 recorded tool output (mismatches are listed in ``info["divergence"]``; ``strict=True`` raises), and a
 snapshot is cached under the hash of (env spec, actions[:k]) so trajectories that share a prefix share
-snapshots and a second reset to the same turn costs one restore.
+snapshots and a second reset to the same turn costs one restore. A reset starts from the longest cached
+prefix and replays only the turns after it; the cache is bounded by a byte budget, and an evicted state
+is rebuilt the same way (see :class:`TrajectoryEnv`).
 
 Two modes:
 
@@ -45,6 +47,7 @@ import gymnasium as gym
 from pivot_envs.actions import Action
 from pivot_envs.domain import Domain
 from pivot_envs.restore import (
+    DEFAULT_SNAPSHOT_BUDGET_BYTES,
     RestoreDivergenceError,
     SnapshotCache,
     compute_prefix_keys,
@@ -105,9 +108,23 @@ class TrajectoryEnv(gym.Env[dict, str]):
         verifier: A verifier name, ``(name, kwargs)``, instance or factory; default = each record's domain's.
         strict: Raise :class:`RestoreDivergenceError` when a replay differs from the record.
         max_turns: Episode-mode turn budget; default twice the demonstration's remaining turns plus 2.
-        cache_size: Snapshot cache capacity (0 disables caching: every reset replays from turn 0). The
-            least recently used snapshots beyond it are freed at once (Docker images, workspace copies).
+        cache_size: Snapshot cache capacity in entries (0 disables caching: every reset replays from
+            turn 0). The least recently used snapshots beyond it are freed at once (Docker snapshots,
+            workspace copies).
+        snapshot_budget_bytes: Snapshot cache capacity in bytes (default 1 GiB; None: no byte bound; 0
+            disables caching), counted by each snapshot's ``nbytes`` (serialized state, copied files,
+            archive); least recently used snapshots are evicted until both bounds hold.
         render_mode: None or ``"ansi"``.
+
+    Restoring turn k (``reset``) looks up the longest prefix h_j (j <= k) of its actions that any
+    trajectory left in the cache, restores that snapshot (or builds turn 0's world), and replays turns
+    j..k-1 only. An evicted state is thus rebuilt transparently, with the same digest, from the nearest
+    surviving prefix. Snapshots cost a copy each, so a replay does not take one at every turn: it
+    snapshots the requested turn k always, the turns on the way only while the cache has room for them
+    without evicting anything, and every ``cache.checkpoint_every``-th turn (0, 8, 16, ...) always, so a
+    full cache replays fewer than 8 turns from a surviving checkpoint. ``env.cache.stats()`` reports
+    entries, bytes held, hits (turn cached), prefix_hits, misses, replayed_turns, evictions and bytes
+    in/out.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -122,6 +139,7 @@ class TrajectoryEnv(gym.Env[dict, str]):
         strict: bool = False,
         max_turns: int | None = None,
         cache_size: int = 4096,
+        snapshot_budget_bytes: int | None = DEFAULT_SNAPSHOT_BUDGET_BYTES,
         render_mode: str | None = None,
     ):
         from pivot_envs.registration import get_domain
@@ -147,7 +165,9 @@ class TrajectoryEnv(gym.Env[dict, str]):
         self.mode, self.strict, self.max_turns, self.render_mode = mode, strict, max_turns, render_mode
         self._verifier_spec = verifier
         self._verifiers: dict[str, Verifier] = {}
-        self.cache = SnapshotCache(cache_size, on_evict=self._discard) if cache_size > 0 else None
+        caching = cache_size > 0 and snapshot_budget_bytes != 0
+        self.cache = SnapshotCache(cache_size, on_evict=self._discard,
+                                   max_bytes=snapshot_budget_bytes) if caching else None
         self._keys: dict[str, list[str]] = {}
         self._tools_json: dict[int, tuple[list[dict[str, Any]], str]] = {}
         tool_names = sorted({n for t in records for n in t.tool_names})
@@ -344,16 +364,9 @@ class TrajectoryEnv(gym.Env[dict, str]):
             self._set_aside()
             return "text", [], None
         keys = self.prefix_keys(traj, turn)
-        start, snap = 0, None
-        if self.cache is not None:
-            for j in range(turn, -1, -1):
-                snap = self.cache.get(keys[j])
-                if snap is not None:
-                    start = j
-                    self.cache.hits += 1
-                    break
-            else:
-                self.cache.misses += 1
+        cache = self.cache
+        start, snap = cache.longest_prefix(keys) if cache is not None else (0, None)
+        digest = None  # the state's digest, when a snapshot of it was taken on the way
         if snap is not None:
             keeper = self._keeper_for(snap.backend)
             if keeper is None:
@@ -369,8 +382,10 @@ class TrajectoryEnv(gym.Env[dict, str]):
             else:
                 keeper.restore(fresh.snapshot())
                 fresh.close()
-            if self.cache is not None:
-                self.cache.put(keys[0], self.sandbox.snapshot())
+            if cache is not None and cache.wants(0, turn):
+                taken = self.sandbox.snapshot()
+                cache.put(keys[0], taken)
+                digest = taken.digest
         assert self.sandbox is not None
         divergence: list[dict[str, Any]] = []
         for t in range(start, turn):
@@ -383,11 +398,16 @@ class TrajectoryEnv(gym.Env[dict, str]):
                     if self.strict:
                         raise RestoreDivergenceError(traj.id, d)
                     divergence.append(d)
-            if self.cache is not None:
-                self.cache.put(keys[t + 1], self.sandbox.snapshot())
+            if cache is not None and cache.wants(t + 1, turn):
+                taken = self.sandbox.snapshot()
+                cache.put(keys[t + 1], taken)
+                digest = taken.digest
+        if cache is not None:
+            cache.replayed_turns += turn - start
         if snap is not None and start == turn:
             return "cache", divergence, snap.digest
-        return ("replay" if snap is None else f"cache@{start}+replay"), divergence, None
+        # wants(turn, turn) is always true: the last snapshot taken, if any, is of the restored state.
+        return ("replay" if snap is None else f"cache@{start}+replay"), divergence, digest
 
     def _keeper_for(self, backend: str) -> Sandbox | None:
         """Make the kept sandbox of ``backend`` current (it owns that backend's cached snapshots)."""

@@ -68,42 +68,166 @@ def compute_prefix_keys(traj: Trajectory) -> list[str]:
     return keys
 
 
-class SnapshotCache:
-    """LRU map from prefix hash to sandbox snapshot, shared by an env and its forks.
+#: Default byte budget of a :class:`SnapshotCache` (and of ``TrajectoryEnv(snapshot_budget_bytes=...)``).
+DEFAULT_SNAPSHOT_BUDGET_BYTES = 1 << 30  # 1 GiB
 
-    ``on_evict(snapshot)`` is called for each snapshot pushed out past ``max_size`` (and for one
-    replaced under the same key), so its owner can free it: a Docker snapshot is an image, a local one
-    a directory copy.
+#: Default stride of the checkpoints a replay snapshots on its way once the cache is full (turns 0, 8, 16, ...).
+DEFAULT_CHECKPOINT_EVERY = 8
+
+
+def snapshot_nbytes(snap: Snapshot) -> int | None:
+    """The bytes ``snap`` holds: its ``nbytes``, else its payload's ``nbytes`` (an in-memory archive), else None."""
+    n = snap.nbytes
+    if n is None:
+        n = getattr(snap.payload, "nbytes", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+
+class SnapshotCache:
+    """LRU map from prefix hash to sandbox snapshot, bounded by a count and a byte budget.
+
+    ``put`` evicts least-recently-used entries until both ``len(cache) <= max_size`` and
+    ``cache.bytes <= max_bytes`` hold (``max_bytes=None``: no byte bound). A snapshot's size is its
+    :attr:`~sandboxes.core.Snapshot.nbytes` (see :func:`snapshot_nbytes`); one of unknown size counts as 0
+    bytes (``stats()["unsized"]`` counts them) and is bounded by ``max_size`` only. A snapshot larger than
+    the whole budget is not kept (``rejected``). ``on_evict(snapshot)`` is called for every snapshot the
+    cache lets go of (evicted, replaced under its key, rejected, or cleared), so its owner frees it at once:
+    a Docker snapshot is an archive or an image, a local one a directory copy.
+
+    Which turns a replay snapshots is :meth:`wants`' policy: the requested turn always, the turns on the
+    way only while the cache has room for them without evicting, and every ``checkpoint_every``-th turn
+    (0, 8, 16, ... by default) always, so that a full cache still rebuilds any evicted state by replaying
+    fewer than ``checkpoint_every`` turns from a surviving checkpoint.
     """
 
-    def __init__(self, max_size: int = 4096, on_evict: Callable[[Snapshot], None] | None = None):
+    def __init__(self, max_size: int = 4096, on_evict: Callable[[Snapshot], None] | None = None, *,
+                 max_bytes: int | None = DEFAULT_SNAPSHOT_BUDGET_BYTES,
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY):
+        if max_size < 1:
+            raise ValueError(f"max_size must be at least 1 (0 means no cache: pass cache=None), got {max_size}")
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0 or None (no byte bound), got {max_bytes}")
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
         self.max_size = max_size
+        self.max_bytes = max_bytes
+        self.checkpoint_every = checkpoint_every
         self.on_evict = on_evict
         self._items: OrderedDict[str, Snapshot] = OrderedDict()
-        self.hits = self.misses = self.evictions = 0
+        self._sizes: dict[str, int] = {}
+        self.bytes = 0  # bytes held now
+        self.bytes_in = self.bytes_out = 0  # bytes ever admitted / let go of since (bytes = bytes_in - bytes_out)
+        self.hits = self.prefix_hits = self.misses = 0  # restores: exact turn cached / a shorter prefix / none
+        self.replayed_turns = 0  # turns replayed by restores that went through this cache
+        self.evictions = self.rejected = 0
+        self._sized = 0  # entries of known size (the mean size that :meth:`has_room` expects)
+
+    # -- lookups --------------------------------------------------------------------------------------
 
     def get(self, key: str) -> Snapshot | None:
+        """The snapshot under ``key`` (marked most recently used), or None. Counts nothing."""
         snap = self._items.get(key)
         if snap is not None:
             self._items.move_to_end(key)
         return snap
 
-    def put(self, key: str, snap: Snapshot) -> None:
-        old = self._items.get(key)
-        self._items[key] = snap
-        self._items.move_to_end(key)
-        if old is not None and old is not snap:
-            self._evict(old)
-        while len(self._items) > self.max_size:
-            self._evict(self._items.popitem(last=False)[1])
+    def longest_prefix(self, keys: list[str]) -> tuple[int, Snapshot | None]:
+        """``(j, snapshot)`` for the largest j with ``keys[j]`` cached, or ``(0, None)``; counts the restore.
 
-    def _evict(self, snap: Snapshot) -> None:
-        self.evictions += 1
-        if self.on_evict is not None:
-            self.on_evict(snap)
+        ``keys`` are a trajectory's prefix hashes h_0..h_k, so the restore of turn k starts from the
+        deepest state any trajectory with the same env spec and first j actions left in the cache.
+        """
+        k = len(keys) - 1
+        for j in range(k, -1, -1):
+            snap = self.get(keys[j])
+            if snap is not None:
+                if j == k:
+                    self.hits += 1
+                else:
+                    self.prefix_hits += 1
+                return j, snap
+        self.misses += 1
+        return 0, None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
 
     def __len__(self) -> int:
         return len(self._items)
 
+    # -- the snapshot policy -----------------------------------------------------------------------
+
+    def has_room(self) -> bool:
+        """True when one more snapshot of the mean size fits without evicting anything."""
+        if len(self._items) >= self.max_size:
+            return False
+        if self.max_bytes is None:
+            return True
+        mean = self.bytes // self._sized if self._sized else 0
+        return self.bytes + mean <= self.max_bytes
+
+    def wants(self, turn: int, target: int) -> bool:
+        """Whether a replay towards turn ``target`` should snapshot the state before ``turn`` (see the class doc)."""
+        return turn == target or turn % self.checkpoint_every == 0 or self.has_room()
+
+    # -- updates ---------------------------------------------------------------------------------------
+
+    def put(self, key: str, snap: Snapshot) -> bool:
+        """Cache ``snap`` under ``key`` as the most recently used entry; returns False if it was not kept.
+
+        Evicts least-recently-used entries until both bounds hold. A snapshot bigger than ``max_bytes``
+        on its own is let go of at once (``on_evict``) and evicts nothing.
+        """
+        size = snapshot_nbytes(snap)
+        nbytes = size or 0
+        old = self._items.get(key)
+        if old is snap:
+            self._items.move_to_end(key)
+            return True
+        if self.max_bytes is not None and nbytes > self.max_bytes:
+            self.rejected += 1
+            self._free(snap)
+            return False
+        if old is not None:
+            self._remove(key)
+            self.evictions += 1
+            self._free(old)
+        self._items[key] = snap
+        self._sizes[key] = nbytes
+        self.bytes += nbytes
+        self.bytes_in += nbytes
+        if size is not None:
+            self._sized += 1
+        while len(self._items) > self.max_size or (self.max_bytes is not None and self.bytes > self.max_bytes):
+            lru = next(iter(self._items))
+            victim = self._remove(lru)
+            self.evictions += 1
+            self._free(victim)
+        return True
+
+    def _remove(self, key: str) -> Snapshot:
+        snap = self._items.pop(key)
+        nbytes = self._sizes.pop(key)
+        self.bytes -= nbytes
+        self.bytes_out += nbytes
+        if snapshot_nbytes(snap) is not None:
+            self._sized -= 1
+        return snap
+
+    def _free(self, snap: Snapshot) -> None:
+        if self.on_evict is not None:
+            self.on_evict(snap)
+
     def clear(self) -> None:
-        self._items.clear()
+        """Let go of every snapshot (``on_evict`` for each, not counted as evictions)."""
+        while self._items:
+            self._free(self._remove(next(iter(self._items))))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and sizes, JSON-able: entries, bytes (held now), max_bytes, max_size, bytes_in,
+        bytes_out, hits, prefix_hits, misses, replayed_turns, evictions, rejected, unsized."""
+        return {"entries": len(self._items), "bytes": self.bytes, "max_bytes": self.max_bytes,
+                "max_size": self.max_size, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,
+                "hits": self.hits, "prefix_hits": self.prefix_hits, "misses": self.misses,
+                "replayed_turns": self.replayed_turns, "evictions": self.evictions, "rejected": self.rejected,
+                "unsized": len(self._items) - self._sized}
