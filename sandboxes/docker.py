@@ -96,6 +96,7 @@ from docker.types import Ulimit
 from sandboxes import digest as digest_module
 from sandboxes.core import ExecResult, Sandbox, Snapshot
 from sandboxes.errors import IncompleteListingError, SandboxError, SnapshotError, WalkLimitError
+from sandboxes.worlds import PROBE, RESET, RESET_FAILED, RESET_MARK, WorkerShelf, WorldArchive, merge_archives
 
 log = logging.getLogger(__name__)
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -113,6 +114,12 @@ SNAPSHOT_REPOSITORY = "pivotrl/snapshot"
 DEFAULT_TTL_S = 3600
 #: Snapshot layers stacked on the base image before a snapshot is flattened (overlay2 allows ~125).
 MAX_CHAIN = 8
+#: How snapshots are taken by default: ``"world"`` (archives of the world trees, restored in place by one
+#: command; see :mod:`sandboxes.worlds`) or ``"image"`` (``docker commit``). ``PIVOTRL_DOCKER_SNAPSHOTS``
+#: overrides it; an image or user that world archives cannot express always uses ``"image"``.
+SNAPSHOT_MODES = ("world", "image")
+#: Threads a verifier may use to run the candidates of one state in parallel forks of a Docker sandbox.
+PARALLEL_FORKS = 4
 #: Extra seconds the host waits beyond a command's timeout (``timeout -k 1`` plus the sweep) before it
 #: kills the command itself.
 HOST_GRACE_S = 5.0
@@ -137,7 +144,10 @@ LABEL_DEPTH = "pivotrl.depth"
 #: only after the sweep: a trailer counts only when the exec's exit code is 0. A command that kills the
 #: wrapper (it runs as the same user) therefore gets neither a trusted status nor a skipped sweep: the
 #: host sees a non-zero exit code and sweeps from outside. The wrapper's own diagnostics (bash's
-#: "Killed" job reports) go to /dev/null; the command's stderr is fd 3.
+#: "Killed" job reports) go to /dev/null; the command's stderr is fd 3. With a fourth argument (the source of
+#: :mod:`sandboxes.digest`), the wrapper also hashes ``/workspace`` after the sweep, isolated and from ``/``
+#: exactly as :meth:`DockerSandbox.state_digest` does, and puts the digest (or ``-``) in the trailer: a fork's
+#: command and the digest that judges it then cost one ``docker exec``.
 _WRAPPER = r"""
 read_oom() {
   OOM=0
@@ -157,7 +167,9 @@ end=$EPOCHREALTIME
 n=0
 while kill -9 -1 2>/dev/null && [ $((n += 1)) -lt 100 ]; do :; done
 read_oom
-printf '\0pivotrl-exec %s %s %s %s\0' "$rc" "$((OOM - before))" "$start" "$end" >&3
+d=-
+if [ -n "$3" ]; then d=$(cd / && python3 -I -S -c "$3" --tree /workspace 2>/dev/null) || d=-; fi
+printf '\0pivotrl-exec %s %s %s %s %s\0' "$rc" "$((OOM - before))" "$start" "$end" "${d:--}" >&3
 exit 0
 """
 _TRAILER_MARK = b"\0pivotrl-exec "
@@ -328,14 +340,35 @@ class _Registry:
 
 
 _registry = _Registry()
+#: Idle worker containers for forks (see :mod:`sandboxes.worlds`).
+_shelf: WorkerShelf | None = None
+#: Per image: the command user's home when world archives can express its state, else None (probed once).
+_world_images: dict[str, str | None] = {}
+
+
+def shelf() -> WorkerShelf:
+    """The process's shelf of idle worker containers."""
+    global _shelf
+    with _registry.lock:
+        if _shelf is None:
+            _shelf = WorkerShelf(lambda container: _remove_container(docker_client(), container))
+        return _shelf
+
+
+def default_snapshot_mode() -> str:
+    mode = os.environ.get("PIVOTRL_DOCKER_SNAPSHOTS", "world").strip().lower() or "world"
+    if mode not in SNAPSHOT_MODES:
+        raise ValueError(f"PIVOTRL_DOCKER_SNAPSHOTS={mode!r}: expected one of {SNAPSHOT_MODES}")
+    return mode
 
 
 def _reset_after_fork() -> None:
     # A forked child must not close its parent's sandboxes at exit nor share its HTTP connections.
-    global _client, _client_lock, _registry, _SESSION
+    global _client, _client_lock, _registry, _SESSION, _shelf
     _client = None
     _client_lock = threading.Lock()  # another thread may have held it at the fork
     _registry = _Registry()
+    _shelf = None  # the parent's idle workers stay the parent's
     _SESSION = uuid.uuid4().hex
 
 
@@ -350,6 +383,11 @@ def close_all() -> None:
         try:
             item.close()
         except Exception:  # noqa: BLE001 - cleanup of one must not stop the others
+            pass
+    if _shelf is not None:
+        try:
+            _shelf.clear()
+        except Exception:  # noqa: BLE001
             pass
 
 
@@ -672,6 +710,11 @@ class DockerSandbox(Sandbox):
         client: Docker client; ``None`` uses :func:`docker_client`.
         container: Adopt this already started container (from :func:`start_container` with the same
             ``image``, ``limits``, ``network``, ``runtime``) instead of starting one; the pool does this.
+        snapshots: ``"world"`` (default; ``PIVOTRL_DOCKER_SNAPSHOTS`` changes it) takes snapshots as
+            archives of the world trees and restores and forks them in place, on warm workers, in one
+            command (:mod:`sandboxes.worlds`); ``"image"`` commits an image per snapshot and starts a
+            container per restore and fork. Images or users that world archives cannot express (root, or an
+            image where the user can write elsewhere) use ``"image"`` whatever is asked.
     """
 
     backend = "docker"
@@ -692,13 +735,17 @@ class DockerSandbox(Sandbox):
         ttl_s: float = DEFAULT_TTL_S,
         client: docker.DockerClient | None = None,
         container: str | None = None,
+        snapshots: str | None = None,
     ) -> None:
         self._container: str | None = None
         self._image: str | None = None
         self._token = uuid.uuid4().hex
         if isinstance(setup, str):
             raise TypeError("setup must be a sequence of commands, not one string; wrap it in a list")
-        self._configure(timeout, limits, network, user, env, max_output_bytes, runtime, ttl_s, client)
+        snapshots = default_snapshot_mode() if snapshots is None else snapshots
+        if snapshots not in SNAPSHOT_MODES:
+            raise ValueError(f"snapshots must be one of {SNAPSHOT_MODES}, got {snapshots!r}")
+        self._configure(timeout, limits, network, user, env, max_output_bytes, runtime, ttl_s, client, snapshots)
         if network:
             log.warning("DockerSandbox(network=True): the sandbox can reach the network (isolation opt-out)")
         if self._uid == 0:
@@ -744,6 +791,7 @@ class DockerSandbox(Sandbox):
         runtime: str | None,
         ttl_s: float,
         client: docker.DockerClient | None,
+        snapshots: str = "world",
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
@@ -767,6 +815,17 @@ class DockerSandbox(Sandbox):
         self._runtime = runtime
         self._ttl_s = ttl_s
         self._client = client or docker_client()
+        self._snapshots = snapshots
+        # World snapshots (sandboxes/worlds.py): a world archive to extract before the next command, a
+        # counter of changes, and the digest and archive of the world at a given count.
+        self._pending: WorldArchive | None = None
+        self._generation = 0
+        self._digest_cache: tuple[int, str] | None = None
+        self._world_cache: tuple[int, WorldArchive] | None = None
+        self._worker_key: tuple[Any, ...] | None = None  # set on forks leased from the shelf
+        self._broken = False  # a worker that must not go back to the shelf
+        self._digest_after_exec = False  # forks hash the workspace in the same exec as each command
+        self._lock = threading.RLock()  # one operation at a time on this container
 
     def _attach(self, container: str, image: str) -> None:
         """Make ``container`` (started from ``image``) this sandbox's, and hold ``image`` if it is a snapshot."""
@@ -777,8 +836,8 @@ class DockerSandbox(Sandbox):
         self._image = image
 
     @classmethod
-    def _like(cls, source: DockerSandbox, image: str) -> DockerSandbox:
-        """A new sandbox with ``source``'s settings, started from ``image`` (no files, no setup)."""
+    def _like(cls, source: DockerSandbox, image: str, container: str | None = None) -> DockerSandbox:
+        """A new sandbox with ``source``'s settings, on ``container`` or started from ``image`` (no files, no setup)."""
         clone = cls.__new__(cls)
         clone._container = None
         clone._image = None
@@ -793,9 +852,10 @@ class DockerSandbox(Sandbox):
             source._runtime,
             source._ttl_s,
             source._client,
+            source._snapshots,
         )
         try:
-            clone._attach(clone._start(image), image)
+            clone._attach(container or clone._start(image), image)
         except BaseException:
             clone.close()
             raise
@@ -851,23 +911,31 @@ class DockerSandbox(Sandbox):
         err = _Capture(self._max_output_bytes, extra_tail=256)
         start = time.perf_counter()
         seconds = f"{limit_s:.3f}".rstrip("0").rstrip(".")
-        finished, exit_code = self._run(
-            ["bash", "-c", _WRAPPER, "pivotrl", seconds, command],
-            out,
-            err,
-            deadline_s=limit_s + HOST_GRACE_S,
-            environment=self._extra_env,
-        )
+        argv = ["bash", "-c", _WRAPPER, "pivotrl", seconds, command]
+        if self._digest_after_exec:
+            argv.append(_DIGEST)
+        with self._lock:
+            self._generation += 1  # whatever happens next, the world may have changed
+            finished, exit_code = self._run(
+                argv,
+                out,
+                err,
+                deadline_s=limit_s + HOST_GRACE_S,
+                environment=self._extra_env,
+            )
+            generation = self._generation
         duration = time.perf_counter() - start
         timed_out, oom = not finished, False
         trailer = err.strip_trailer() if finished and exit_code == 0 else None
         if trailer is not None:
             try:
-                rc_text, oom_text, started, ended = trailer.decode().split()
+                rc_text, oom_text, started, ended, *rest = trailer.decode().split()
                 exit_code, oom = int(rc_text), int(oom_text) > 0
                 elapsed = float(ended) - float(started)
             except ValueError as exc:
                 raise SandboxError(f"unreadable status from the exec wrapper: {trailer!r}") from exc
+            if rest and _HEX_DIGEST.fullmatch(rest[0]):
+                self._digest_cache = (generation, rest[0])
             # 124: timeout's TERM worked; 137: its KILL a second later. A command that exits with those
             # codes by itself does so before the deadline.
             timed_out = exit_code in (124, 137) and elapsed >= limit_s - 0.01
@@ -899,7 +967,42 @@ class DockerSandbox(Sandbox):
         environment: Mapping[str, str] | None = None,
         workdir: str = WORKDIR,
     ) -> tuple[bool, int]:
-        """Exec ``argv`` as the sandbox user; (finished before the host deadline, exit code)."""
+        """Exec ``argv`` as the sandbox user; (finished before the host deadline, exit code).
+
+        A pending world archive (after a world restore or on a fresh fork) is extracted first, in the same
+        exec (:data:`sandboxes.worlds.RESET`); a world that cannot be reset raises :class:`SandboxError`.
+        """
+        with self._lock:
+            pending = self._pending
+            if pending is None:
+                return self._exec_stream(argv, out, err, deadline_s, environment, workdir, None)
+            argv = ["bash", "-c", RESET, "pivotrl-reset", str(pending.nbytes), pending.home, *argv]
+            for attempt in (1, 2):
+                try:
+                    finished, exit_code = self._exec_stream(argv, out, err, deadline_s, environment, workdir,
+                                                            pending.tar)
+                    if finished and exit_code == RESET_FAILED and RESET_MARK in err.tail:
+                        raise SandboxError(f"could not reset {self.container_id[:12]} to its world archive: "
+                                           f"{err.text()[0].strip()[-500:]}")
+                except SandboxError:
+                    if self._worker_key is None or attempt == 2:
+                        self._broken = True
+                        raise
+                    # A worker that died on the shelf or holds what it cannot delete: a fresh container
+                    # (empty world trees) takes its place, and the archive fills it.
+                    log.warning("worker %s could not be reset; starting a fresh one", self.container_id[:12])
+                    shelf().drop(self.container_id)
+                    self._container = self._start(self.image)
+                    out.__init__(out.limit)  # type: ignore[misc]
+                    err.__init__(err.limit, err.keep_tail - err.limit)  # type: ignore[misc]
+                    continue
+                if finished:
+                    self._pending = None
+                return finished, exit_code
+            raise AssertionError("unreachable")
+
+    def _exec_stream(self, argv: list[str], out: _Capture | _Whole, err: _Capture, deadline_s: float,
+                     environment: Mapping[str, str] | None, workdir: str, stdin: bytes | None) -> tuple[bool, int]:
         api = self._client.api
         try:
             exec_id = api.exec_create(
@@ -907,7 +1010,7 @@ class DockerSandbox(Sandbox):
                 argv,
                 stdout=True,
                 stderr=True,
-                stdin=False,
+                stdin=stdin is not None,
                 tty=False,
                 user=self._user,
                 workdir=workdir,
@@ -916,6 +1019,12 @@ class DockerSandbox(Sandbox):
             sock = api.exec_start(exec_id, socket=True)
         except docker.errors.APIError as exc:
             raise self._fault("start a command", exc) from exc
+        if stdin is not None:
+            try:
+                getattr(sock, "_sock", sock).sendall(stdin)
+            except OSError as exc:
+                _close_stream(sock)
+                raise SandboxError(f"could not send the world archive to {self.container_id[:12]}: {exc}") from exc
 
         def on_frame(stream: int, data: bytes) -> None:
             (err if stream == 2 else out).add(data)
@@ -1024,6 +1133,7 @@ class DockerSandbox(Sandbox):
             raise ValueError(f"{path!r} is not a regular file (a FIFO, socket or device)")
         directory, name = posixpath.split(full)
         archive = self._tar([(name, payload, int(mode, 8) if mode else 0o644)], directories=())
+        self._generation += 1
         try:
             self._client.api.put_archive(self.container_id, directory, archive)
         except docker.errors.APIError as exc:
@@ -1036,6 +1146,7 @@ class DockerSandbox(Sandbox):
             (rel, data.encode("utf-8") if isinstance(data, str) else bytes(data), 0o644)
             for rel, data in files
         ]
+        self._generation += 1
         try:
             self._client.api.put_archive(self.container_id, WORKDIR, self._tar(members, directories))
         except docker.errors.APIError as exc:
@@ -1097,7 +1208,13 @@ class DockerSandbox(Sandbox):
         so equal workspaces have equal digests on both backends, except that a ``.git/index`` counts by
         its staged entries, not its stat cache (which differs between equal repositories)."""
         self._check_open()
-        return self._checked_digest(["--tree", WORKDIR], "compute the state digest")
+        with self._lock:
+            generation = self._generation
+            if self._digest_cache is not None and self._digest_cache[0] == generation:
+                return self._digest_cache[1]
+            digest = self._checked_digest(["--tree", WORKDIR], "compute the state digest")
+            self._digest_cache = (generation, digest)
+            return digest
 
     def manifest(self) -> dict[str, tuple[str, str]]:
         """``{relative path: (kind, detail)}`` of all of ``/workspace`` (:func:`sandboxes.digest.walk`), read
@@ -1160,6 +1277,8 @@ class DockerSandbox(Sandbox):
         that differs from its image (``docker diff``), sorted. After :meth:`restore` the image is the
         snapshot, so this lists the changes since then. tmpfs mounts (``/tmp``) are not included."""
         self._check_open()
+        if self._pending is not None:
+            self._internal(["true"], "reset the world")
         try:
             changes = self._client.api.diff(self.container_id) or []
         except docker.errors.APIError as exc:
@@ -1174,13 +1293,18 @@ class DockerSandbox(Sandbox):
         return sorted(found.items())
 
     def snapshot(self) -> Snapshot:
-        """Commit the container's file system to a labelled image; see :meth:`restore`.
+        """Save the world: an archive of the world trees (world mode, :mod:`sandboxes.worlds`: about two
+        archive reads, no image; ``nbytes`` is its size), or a commit of the container's file system to a
+        labelled image (image mode); see :meth:`restore`.
 
-        The image lives until this sandbox closes, and after that while a sandbox created from it is
+        A committed image lives until this sandbox closes, and after that while a sandbox created from it is
         open. Each commit from a container made from a snapshot adds one layer; past :data:`MAX_CHAIN`
         layers the snapshot is flattened (``docker export`` into ``docker import``) so chains stay short.
         """
         self._check_open()
+        if self._world_home() is not None:
+            world = self._world()
+            return Snapshot(self.backend, self.state_digest(), world, nbytes=world.nbytes)
         digest = self.state_digest()
         ref = self._commit()
         _registry.hold(ref.tag, (self._token, "owner"))
@@ -1245,14 +1369,26 @@ class DockerSandbox(Sandbox):
         return depth
 
     def restore(self, snapshot: Snapshot) -> None:
-        """Replace the container with a new one from ``snapshot``'s image (same settings and hardening).
+        """Return to ``snapshot``: a world archive is extracted in place by the next command's exec (after
+        the world trees are emptied, :data:`sandboxes.worlds.RESET`); an image snapshot replaces the
+        container with a new one from its image (same settings and hardening).
 
-        The snapshot may come from any ``DockerSandbox`` of this process whose image still exists.
+        World snapshots restore into any ``DockerSandbox`` (of the archive's image, else a container of it
+        is started); image snapshots into any ``DockerSandbox`` of this process while their image exists.
         """
         self._check_open()
         if snapshot.backend != self.backend:
             raise SnapshotError(f"cannot restore a {snapshot.backend!r} snapshot into a docker sandbox")
         ref = snapshot.payload
+        if isinstance(ref, WorldArchive):
+            with self._lock:
+                if ref.image != self._image:
+                    self._replace_container(self._start(ref.image), ref.image)
+                self._pending = ref  # extracted by the next command, in the same exec
+                self._generation += 1
+                self._digest_cache = (self._generation, snapshot.digest)
+                self._world_cache = (self._generation, ref)
+            return
         if not isinstance(ref, DockerImageRef):
             raise SnapshotError(f"not a docker snapshot payload: {type(ref).__name__}")
         try:
@@ -1263,24 +1399,43 @@ class DockerSandbox(Sandbox):
                 f"take snapshots from a sandbox that stays open while they are used ({exc})",
                 snapshot_id=ref.tag,
             ) from exc
+        with self._lock:
+            self._replace_container(new, ref.tag)
+            self._pending = None
+            self._generation += 1
+
+    def _replace_container(self, new: str, image: str) -> None:
+        """Run on ``new`` (started from ``image``) from now on; the old container goes."""
         old_container, old_image = self._container, self._image
-        _registry.hold(ref.tag, (self._token, "uses"))
-        self._container, self._image = new, ref.tag
+        _registry.hold(image, (self._token, "uses"))
+        self._container, self._image = new, image
         if old_container is not None:
-            _remove_container(self._client, old_container)
-        if old_image is not None and old_image != ref.tag:
+            self._let_go(old_container)
+        if old_image is not None and old_image != image:
             _registry.release(old_image, (self._token, "uses"), self._client)
 
-    def fork(self, n: int = 1) -> list[Sandbox]:
-        """Return ``n`` new sandboxes started from a snapshot of the current state, with the same settings.
+    def _let_go(self, container: str) -> None:
+        """Back to the shelf when this sandbox is a worker lease, else removed."""
+        if self._worker_key is not None and not self._broken:
+            shelf().give(self._worker_key, container)
+        else:
+            _remove_container(self._client, container)
 
-        The containers start in parallel. The snapshot image is removed when the last fork closes.
+    def fork(self, n: int = 1) -> list[Sandbox]:
+        """Return ``n`` new sandboxes in the current state, with the same settings.
+
+        World mode: each fork leases a warm worker (or starts one) that extracts the current world archive
+        in the exec of its first command, hashes the workspace in the exec of every command (so
+        :meth:`state_digest` after a command is free), and goes back to the shelf when closed. Image mode:
+        the state is committed and the containers start in parallel; the image goes with the last fork.
         """
         self._check_open()
         if n < 0:
             raise ValueError(f"fork needs n >= 0, got {n}")
         if n == 0:
             return []
+        if self._world_home() is not None:
+            return self._fork_world(n)
         ref = self._commit()
         placeholder = (self._token, f"fork-{uuid.uuid4().hex}")
         _registry.hold(ref.tag, placeholder)  # keeps the image while the forks start
@@ -1304,13 +1459,90 @@ class DockerSandbox(Sandbox):
             _registry.release(ref.tag, placeholder, self._client)
         return forks
 
+    @property
+    def parallel_forks(self) -> bool:
+        """True when forks are cheap, independent leases that several threads may use at once (world mode)."""
+        return not self.closed and self._world_home() is not None
+
+    def _fork_world(self, n: int) -> list[Sandbox]:
+        world, digest = self._world(), self.state_digest()
+        key = (self._image, self._limits, self._network, self._runtime, self._user, self._ttl_s)
+
+        def lease() -> DockerSandbox:
+            clone = DockerSandbox._like(self, self.image, container=shelf().take(key))
+            clone._worker_key, clone._digest_after_exec = key, True
+            clone._pending, clone._generation = world, 1
+            clone._digest_cache, clone._world_cache = (1, digest), (1, world)
+            return clone
+
+        if n == 1:
+            return [lease()]
+        forks: list[Sandbox] = []
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
+                futures = [pool.submit(lease) for _ in range(n)]
+                errors = []
+                for future in futures:
+                    try:
+                        forks.append(future.result())
+                    except BaseException as exc:  # noqa: BLE001 - collect, clean up, re-raise below
+                        errors.append(exc)
+                if errors:
+                    raise errors[0]
+        except BaseException:
+            for sandbox in forks:
+                sandbox.close()
+            raise
+        return forks
+
+    def _world_home(self) -> str | None:
+        """The command user's home when world archives can express this sandbox's state, else None."""
+        if self._snapshots != "world" or self._uid == 0 or self._container is None:
+            return None
+        image = self.image
+        with _registry.lock:
+            if image in _world_images:
+                return _world_images[image]
+        lines = self._internal(["bash", "-c", PROBE], "probe where the sandbox user can write").splitlines()
+        home = lines[-1].removeprefix("home=") if lines and lines[-1].startswith("home=") else WORKDIR
+        writable = [line for line in lines[:-1] if line]
+        if writable:
+            log.info("image %s: the sandbox user can write %s outside /workspace and its home; snapshots are "
+                     "image commits", image[:40], writable[:5])
+        with _registry.lock:
+            _world_images[image] = None if writable else home
+        return None if writable else home
+
+    def _world(self) -> WorldArchive:
+        """The archive of the current world trees (cached until the world changes)."""
+        with self._lock:
+            generation = self._generation
+            if self._world_cache is not None and self._world_cache[0] == generation:
+                return self._world_cache[1]
+            if self._pending is not None:
+                world = self._pending
+            else:
+                home = self._world_home() or WORKDIR
+                workspace = self._archive(WORKDIR)
+                home_tar = self._archive(home) if home != WORKDIR else None
+                world = WorldArchive(self.image, merge_archives(workspace, home_tar, home), home)
+            self._world_cache = (generation, world)
+            return world
+
+    def _archive(self, path: str) -> bytes:
+        try:
+            chunks, _ = self._client.api.get_archive(self.container_id, path)
+            return b"".join(chunks)
+        except docker.errors.APIError as exc:
+            raise self._fault(f"archive {path}", exc) from exc
+
     def _close(self) -> None:
         with _registry.lock:
             _registry.live.discard(self)
         container, image = self._container, self._image
         self._container = None
         if container is not None:
-            _remove_container(self._client, container)
+            self._let_go(container)
         if image is not None:
             _registry.release(image, (self._token, "uses"), self._client)
         # Snapshots this sandbox took: released as their owner (removed unless others still use them).

@@ -29,6 +29,8 @@ def _docker_leftovers() -> list[str]:
     from sandboxes.docker import _SESSION, LABEL_KIND, LABEL_MANAGED, LABEL_SESSION
 
     api = docker_module._client.api
+    if docker_module._shelf is not None:
+        docker_module._shelf.clear()  # idle workers: what the exit hook removes when the process ends
 
     def leaked(labels: dict[str, str] | None, kind: str) -> bool:
         labels = labels or {}

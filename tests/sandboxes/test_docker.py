@@ -60,6 +60,16 @@ def sandbox(image: str) -> Iterator:
     sb.close()
 
 
+@pytest.fixture
+def image_sandbox(image: str) -> Iterator:
+    """A sandbox whose snapshots are committed images (``snapshots="image"``), for the image-mode contract."""
+    from sandboxes.docker import DockerSandbox
+
+    sb = DockerSandbox(image=image, timeout=5, snapshots="image")
+    yield sb
+    sb.close()
+
+
 def user_processes(sb) -> list[str]:
     """Commands of the sandbox user's processes other than the ps pipeline that lists them."""
     listing = sb.exec("ps -u 1000 -o pid=,args=").stdout.splitlines()
@@ -227,17 +237,17 @@ def test_planted_symlinks_cannot_reach_outside(sandbox) -> None:
     assert sandbox.exec("test ! -e /etc/pivotrl-new").ok
 
 
-def test_everything_created_is_labelled(sandbox, client) -> None:
+def test_everything_created_is_labelled(image_sandbox, client) -> None:
     from sandboxes.docker import _SESSION
 
-    labels = client.api.inspect_container(sandbox.container_id)["Config"]["Labels"]
+    labels = client.api.inspect_container(image_sandbox.container_id)["Config"]["Labels"]
     assert labels["pivotrl.managed"] == "1" and labels["pivotrl.kind"] == "sandbox"
     assert labels["pivotrl.owner_pid"] == str(os.getpid()) and labels["pivotrl.session"] == _SESSION
     assert int(labels["pivotrl.ttl"]) > 0 and abs(float(labels["pivotrl.created"]) - time.time()) < 120
-    snap = sandbox.snapshot()
+    snap = image_sandbox.snapshot()
     image_labels = client.api.inspect_image(snap.payload.tag)["Config"]["Labels"]
     assert image_labels["pivotrl.kind"] == "snapshot" and image_labels["pivotrl.session"] == _SESSION
-    host = client.api.inspect_container(sandbox.container_id)["HostConfig"]
+    host = client.api.inspect_container(image_sandbox.container_id)["HostConfig"]
     assert host["NetworkMode"] == "none" and host["CapDrop"] == ["ALL"] and host["Init"] is True
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["PidsLimit"] == 128
     assert host["Memory"] == host["MemorySwap"] == 512 * 1024**2
@@ -304,32 +314,32 @@ def test_path_escapes_are_rejected(shared, image: str, path: str) -> None:
         DockerSandbox({path: "x"}, image=image)
 
 
-def test_snapshot_and_restore(sandbox, client) -> None:
-    sandbox.write_file("a.txt", "one")
-    sandbox.exec("mkdir -p d/e && echo two > d/e/b.txt && chmod +x d/e/b.txt && ln -s a.txt link")
-    snap = sandbox.snapshot()
-    assert snap.backend == "docker" and snap.digest == sandbox.state_digest()
+def test_snapshot_and_restore(image_sandbox, client) -> None:
+    image_sandbox.write_file("a.txt", "one")
+    image_sandbox.exec("mkdir -p d/e && echo two > d/e/b.txt && chmod +x d/e/b.txt && ln -s a.txt link")
+    snap = image_sandbox.snapshot()
+    assert snap.backend == "docker" and snap.digest == image_sandbox.state_digest()
 
-    first = sandbox.container_id
-    sandbox.exec("rm -rf d link && echo changed > a.txt && touch new.txt")
-    assert sandbox.state_digest() != snap.digest
+    first = image_sandbox.container_id
+    image_sandbox.exec("rm -rf d link && echo changed > a.txt && touch new.txt")
+    assert image_sandbox.state_digest() != snap.digest
 
-    sandbox.restore(snap)
-    assert sandbox.container_id != first and not container_exists(client, first)
-    assert sandbox.state_digest() == snap.digest
-    assert sandbox.read_file("a.txt") == b"one"
-    assert sandbox.exec("test -x d/e/b.txt && readlink link && test ! -e new.txt").stdout == "a.txt\n"
-    assert sandbox.exec("touch after-restore && id -u").stdout == "1000\n"
-    sandbox.restore(snap)  # a snapshot can be restored any number of times
-    assert sandbox.state_digest() == snap.digest
+    image_sandbox.restore(snap)
+    assert image_sandbox.container_id != first and not container_exists(client, first)
+    assert image_sandbox.state_digest() == snap.digest
+    assert image_sandbox.read_file("a.txt") == b"one"
+    assert image_sandbox.exec("test -x d/e/b.txt && readlink link && test ! -e new.txt").stdout == "a.txt\n"
+    assert image_sandbox.exec("touch after-restore && id -u").stdout == "1000\n"
+    image_sandbox.restore(snap)  # a snapshot can be restored any number of times
+    assert image_sandbox.state_digest() == snap.digest
 
 
 def test_snapshots_restore_into_another_sandbox_and_die_with_their_owner(image: str, client) -> None:
     from sandboxes.docker import DockerSandbox
 
     with (
-        DockerSandbox({"a.txt": "from one"}, image=image) as one,
-        DockerSandbox({"b.txt": "two"}, image=image) as two,
+        DockerSandbox({"a.txt": "from one"}, image=image, snapshots="image") as one,
+        DockerSandbox({"b.txt": "two"}, image=image, snapshots="image") as two,
     ):
         snap = one.snapshot()
         two.restore(snap)
@@ -347,7 +357,7 @@ def test_snapshots_restore_into_another_sandbox_and_die_with_their_owner(image: 
 def test_discarded_snapshot_images_go_unless_a_sandbox_runs_on_them(image: str, client) -> None:
     from sandboxes.docker import DockerSandbox
 
-    with DockerSandbox({"a.txt": "x"}, image=image) as one, DockerSandbox(image=image) as two:
+    with DockerSandbox({"a.txt": "x"}, image=image, snapshots="image") as one, DockerSandbox(image=image) as two:
         kept, dropped = one.snapshot(), one.snapshot()
         two.restore(kept)
         one.discard(kept)
@@ -359,43 +369,161 @@ def test_discarded_snapshot_images_go_unless_a_sandbox_runs_on_them(image: str, 
     assert not image_exists(client, kept.payload.tag)
 
 
-def test_fork_gives_independent_copies(sandbox, client) -> None:
-    sandbox.write_file("shared.txt", "base")
-    forks = sandbox.fork(2)
+def test_fork_gives_independent_copies(image_sandbox, client) -> None:
+    image_sandbox.write_file("shared.txt", "base")
+    forks = image_sandbox.fork(2)
     try:
         first, second = forks
-        assert first.state_digest() == second.state_digest() == sandbox.state_digest()
+        assert first.state_digest() == second.state_digest() == image_sandbox.state_digest()
         first.exec("echo first > shared.txt && touch only-first")
-        sandbox.write_file("only-parent", "p")
+        image_sandbox.write_file("only-parent", "p")
         assert first.read_file("shared.txt") == b"first\n"
         assert second.read_file("shared.txt") == b"base"
-        assert sandbox.read_file("shared.txt") == b"base"
+        assert image_sandbox.read_file("shared.txt") == b"base"
         assert second.exec("ls").stdout == "shared.txt\n"
-        assert len({first.state_digest(), second.state_digest(), sandbox.state_digest()}) == 3
-        assert first.limits == sandbox.limits and first.exec("id -u").stdout == "1000\n"
+        assert len({first.state_digest(), second.state_digest(), image_sandbox.state_digest()}) == 3
+        assert first.limits == image_sandbox.limits and first.exec("id -u").stdout == "1000\n"
         fork_image = first.image
     finally:
         for sb in forks:
             sb.close()
     assert not image_exists(client, fork_image)  # the fork snapshot goes with the last fork
-    assert sandbox.fork(0) == []
+    assert image_sandbox.fork(0) == []
 
 
-def test_deep_snapshot_chains_are_flattened(monkeypatch: pytest.MonkeyPatch, sandbox, client) -> None:
+# -- world mode: snapshots as archives, restores and forks on warm workers (sandboxes/worlds.py) ----------
+
+WORLD_SETUP = [
+    "git init -q repo && cd repo && echo a > f && git add f && git commit -qm first",
+    "mkdir -p d/e && echo two > d/e/b.txt && chmod 751 d/e/b.txt && chmod 500 d && ln -s a.txt link",
+    "mkfifo pipe && chmod 600 a.txt && echo home > ~/home.txt && git config --global user.name agent",
+]
+
+
+def world_view(sb) -> str:
+    """What a command sees of the world, beyond what the digest covers (home, modes, git identity)."""
+    return sb.exec("cat a.txt ~/home.txt; stat -c '%n %a %F' a.txt d d/e/b.txt pipe link; readlink link; "
+                   "git config --global user.name; git -C repo log --format=%s; ls -A /tmp /dev/shm").stdout
+
+
+def test_world_snapshot_restores_in_place_exactly(image: str) -> None:
+    from sandboxes.docker import DockerSandbox
+    from sandboxes.worlds import WorldArchive
+
+    with DockerSandbox({"a.txt": "one"}, setup=WORLD_SETUP, image=image) as sb:
+        before, view = sb.state_digest(), world_view(sb)
+        snap = sb.snapshot()
+        assert isinstance(snap.payload, WorldArchive) and snap.digest == before and snap.nbytes == len(snap.payload.tar)
+        container = sb.container_id
+        sb.exec("chmod 700 d && rm -rf d repo link pipe && echo changed > a.txt && echo x > ~/home.txt "
+                "&& git config --global user.name other && touch ~/new /tmp/scratch /dev/shm/s")
+        assert sb.state_digest() != before
+        sb.restore(snap)
+        assert sb.container_id == container  # in place: no container start
+        assert world_view(sb) == view
+        sb._digest_cache = None  # recompute instead of trusting the snapshot's digest
+        assert sb.state_digest() == before
+        sb.exec("touch after")
+        sb.restore(snap)  # any number of times
+        assert world_view(sb) == view and "after" not in sb.exec("ls").stdout
+
+
+def test_world_restore_equals_image_restore(image: str) -> None:
+    # The two snapshot modes must be indistinguishable to state_digest and to commands.
+    from sandboxes.docker import DockerSandbox
+
+    with DockerSandbox({"a.txt": "one"}, setup=WORLD_SETUP, image=image, snapshots="image") as sb:
+        image_snap, world_snap = sb.snapshot(), None
+        sb._snapshots = "world"
+        world_snap = sb.snapshot()
+        sb._snapshots = "image"
+        views = []
+        for snap in (image_snap, world_snap):
+            sb.exec("rm -rf repo d; echo gone > a.txt; rm ~/home.txt")
+            sb.restore(snap)
+            sb._digest_cache = None
+            views.append((sb.state_digest(), world_view(sb)))
+        assert views[0] == views[1] and image_snap.digest == world_snap.digest
+
+
+def test_world_forks_are_independent_and_reuse_warm_workers(image: str) -> None:
+    from sandboxes.docker import DockerSandbox, shelf
+
+    with DockerSandbox({"shared.txt": "base"}, image=image) as sb:
+        base = sb.state_digest()
+        first, second = sb.fork(2)
+        containers = {first.container_id, second.container_id}
+        assert sb.container_id not in containers and len(containers) == 2
+        assert first.state_digest() == second.state_digest() == base
+        first.exec("echo first > shared.txt && touch only-first ~/h /tmp/t && sleep 60 & disown; true")
+        assert second.exec("cat shared.txt; ls -A").stdout == "baseshared.txt\n"
+        assert sb.read_file("shared.txt") == b"base"
+        assert first.state_digest() != base and second.state_digest() == base
+        first.close()
+        second.close()
+        assert shelf().idle() >= 2
+        reused = 0
+        for fork in sb.fork(2):  # leased from the shelf: the last lease's files, home, /tmp and processes gone
+            reused += fork.container_id in containers
+            assert fork.exec("cat shared.txt; echo; ls -A; ls -A /tmp; ls ~").stdout == "base\nshared.txt\n"
+            assert fork.exec("ls -A ~").stdout.split() == [".bash_logout", ".bashrc", ".profile"]
+            assert fork.exec("ps -u 1000 -o comm=").stdout.split().count("sleep") == 0
+            fork.close()
+        assert reused == 2
+
+
+def test_a_worker_that_died_on_the_shelf_is_replaced(image: str, client) -> None:
+    from sandboxes.docker import DockerSandbox, shelf
+
+    with DockerSandbox({"a.txt": "x"}, image=image) as sb:
+        (fork,) = sb.fork(1)
+        dead = fork.container_id
+        fork.close()
+        client.api.kill(dead)
+        (fork,) = sb.fork(1)
+        with fork:
+            assert fork.exec("cat a.txt").stdout == "x" and fork.container_id != dead
+        assert not container_exists(client, dead)
+        assert shelf().stats()["dropped"] >= 1
+
+
+def test_closing_everything_removes_idle_workers(image: str, client) -> None:
+    from sandboxes.docker import DockerSandbox, close_all, shelf
+
+    sb = DockerSandbox({"a.txt": "x"}, image=image)
+    forks = sb.fork(2)
+    workers = [f.container_id for f in forks]
+    for f in forks:
+        f.close()
+    assert all(container_exists(client, c) for c in workers)  # warm on the shelf
+    close_all()  # what atexit and SIGTERM run
+    assert sb.closed and shelf().idle() == 0
+    assert not any(container_exists(client, c) for c in workers)
+
+
+def test_root_sandboxes_keep_image_snapshots(image: str) -> None:
+    from sandboxes.docker import DockerImageRef, DockerSandbox
+
+    with DockerSandbox({"a.txt": "x"}, image=image, user="0:0") as sb:
+        assert not sb.parallel_forks
+        assert isinstance(sb.snapshot().payload, DockerImageRef)
+
+
+def test_deep_snapshot_chains_are_flattened(monkeypatch: pytest.MonkeyPatch, image_sandbox, client) -> None:
     import sandboxes.docker as docker_backend
 
     monkeypatch.setattr(docker_backend, "MAX_CHAIN", 2)
     depths = []
     for i in range(3):
-        sandbox.exec(f"echo {i} >> chain.txt && echo {i} >> ~/home.txt")
-        snap = sandbox.snapshot()
+        image_sandbox.exec(f"echo {i} >> chain.txt && echo {i} >> ~/home.txt")
+        snap = image_sandbox.snapshot()
         depths.append(snap.payload.depth)
-        sandbox.restore(snap)
+        image_sandbox.restore(snap)
     assert depths == [1, 2, 1]
-    layers = client.api.inspect_image(sandbox.image)["RootFS"]["Layers"]
+    layers = client.api.inspect_image(image_sandbox.image)["RootFS"]["Layers"]
     assert len(layers) == 1  # flattened
     assert (
-        sandbox.exec("cat chain.txt ~/home.txt; id -u; pwd").stdout == "0\n1\n2\n0\n1\n2\n1000\n/workspace\n"
+        image_sandbox.exec("cat chain.txt ~/home.txt; id -u; pwd").stdout == "0\n1\n2\n0\n1\n2\n1000\n/workspace\n"
     )
 
 
@@ -482,18 +610,18 @@ def test_content_digest(sandbox) -> None:
         sandbox.content_digest(["../x"])
 
 
-def test_changed_paths(sandbox) -> None:
-    assert sandbox.changed_paths() == []
-    sandbox.exec("echo x > new.txt && mkdir d && touch d/f && echo y > ~/.bashrc && touch /tmp/scratch")
-    changes = dict(sandbox.changed_paths())
+def test_changed_paths(image_sandbox) -> None:
+    assert image_sandbox.changed_paths() == []
+    image_sandbox.exec("echo x > new.txt && mkdir d && touch d/f && echo y > ~/.bashrc && touch /tmp/scratch")
+    changes = dict(image_sandbox.changed_paths())
     assert changes["/workspace/new.txt"] == "added" and changes["/workspace/d/f"] == "added"
     assert changes["/home/sandbox/.bashrc"] == "modified"
     assert not any(path.startswith("/tmp") for path in changes)
-    snap = sandbox.snapshot()
-    sandbox.restore(snap)
-    assert sandbox.changed_paths() == []
-    sandbox.exec("rm new.txt")
-    assert sandbox.changed_paths() == [("/workspace", "modified"), ("/workspace/new.txt", "deleted")]
+    snap = image_sandbox.snapshot()
+    image_sandbox.restore(snap)
+    assert image_sandbox.changed_paths() == []
+    image_sandbox.exec("rm new.txt")
+    assert image_sandbox.changed_paths() == [("/workspace", "modified"), ("/workspace/new.txt", "deleted")]
 
 
 def test_setup_commands_run_in_order(image: str) -> None:
@@ -524,7 +652,7 @@ def test_failing_setup_raises_and_removes_the_container(image: str, client) -> N
 def test_close_leaves_nothing_behind(image: str, client) -> None:
     from sandboxes.docker import DockerSandbox
 
-    sb = DockerSandbox({"a.txt": "a"}, image=image)
+    sb = DockerSandbox({"a.txt": "a"}, image=image, snapshots="image")
     snap = sb.snapshot()
     (child,) = sb.fork(1)
     container = sb.container_id
@@ -671,7 +799,7 @@ def test_sigterm_closes_the_sandboxes_of_a_process(image: str, client) -> None:
         f"""
         import sys, time
         from sandboxes.docker import DockerSandbox
-        sb = DockerSandbox(image={image!r})
+        sb = DockerSandbox(image={image!r}, snapshots="image")
         snap = sb.snapshot()
         print(sb.container_id, snap.payload.tag, flush=True)
         time.sleep(60)
@@ -744,6 +872,7 @@ def test_a_digest_whose_output_was_lost_is_an_error_not_an_empty_digest(sandbox,
     # Two forks that both lost their digest output would compare equal: a reward for nothing.
     real = sandbox.state_digest()
     assert len(real) == 64
+    sandbox.exec("touch changed")  # a digest is cached until the world changes
     calls = []
     monkeypatch.setattr(sandbox, "_digest_helper", lambda args, what: calls.append(args) or "")
     with pytest.raises(SandboxError, match="not a sha256 digest"):
