@@ -29,6 +29,12 @@ hands the same memo to every candidate, so the expected action is executed once 
 sample), and candidates that are identical as text are judged once. ``memo["candidate"]`` is a
 scratch dict renewed for every candidate, where a stage leaves what a later stage needs.
 
+When the state's sandbox says its forks are cheap independent leases (``sandbox.parallel_forks``: Docker
+world mode, :mod:`sandboxes.worlds`), the first distinct candidate runs alone (it fills the memo: the
+expected action's effect, the state's digest) and the others run in up to :data:`VERIFY_THREADS` threads,
+each in its own fork; ``memo["candidate"]`` is then each thread's own. A cascade with a stage that must
+run serially (``serial = True``, e.g. a judge backed by an in-process model) never does this.
+
 Infrastructure faults of a stage (:class:`~sandboxes.errors.SandboxError`) never become a reward: the
 stage is skipped, ``details["execution_error"]`` records the fault, and the cascade goes on (usually
 to the rules' tentative verdict). Bad model output never raises: stages return error verdicts for it.
@@ -42,7 +48,10 @@ to the rules' tentative verdict). Bad model output never raises: stages return e
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import os
+import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -53,6 +62,32 @@ from verifiers.core import DEGENERATE_ERRORS, Category, Verdict, Verifier, Verif
 
 #: Per-state scratch space shared by the candidates of one state (see :meth:`Cascade.verify_batch`).
 Memo = dict[str, Any]
+#: Threads for the candidates of one state when its sandbox has parallel forks (``PIVOTRL_VERIFY_THREADS``).
+VERIFY_THREADS = int(os.environ.get("PIVOTRL_VERIFY_THREADS", "4") or 4)
+
+
+class _SharedMemo(dict):
+    """A per-state memo for candidates judged in parallel threads: state-level entries are shared (a race
+    computes one twice, never wrongly), ``memo["candidate"]`` is each thread's own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._local.candidate if key == "candidate" else super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key == "candidate":
+            self._local.candidate = value
+        else:
+            super().__setitem__(key, value)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self._local, "candidate", default) if key == "candidate" else super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return hasattr(self._local, "candidate") if key == "candidate" else super().__contains__(key)
 
 
 @dataclass(frozen=True)
@@ -148,22 +183,42 @@ class Cascade(Verifier):
         """Judge the G samples of one state with one memo: the expected action runs once, and
         candidates identical after normalisation are judged once."""
         ctx = context or VerifyContext()
-        memo: Memo = {}
-        seen: dict[Hashable, Verdict] = {}
-        out = []
-        for candidate in candidates:
+        # Distinct candidates in first-seen order; the others share the verdict of their first copy.
+        first: dict[Hashable, int] = {}
+        owner: list[int] = []
+        for i, candidate in enumerate(candidates):
             try:
                 key = self.dedupe_key(candidate) if self.dedupe_key else None
             except DEGENERATE_ERRORS:
                 key = None  # no key for a candidate too deep to repr; run() gives it its verdict
-            if key is not None and key in seen:
-                out.append(seen[key])
-                continue
-            verdict = self.run(expected, candidate, ctx, memo)
-            if key is not None:
-                seen[key] = verdict
-            out.append(verdict)
-        return out
+            owner.append(first.setdefault(key, i) if key is not None else i)
+        todo = sorted(set(owner))
+        threads = min(self.threads_for(ctx), len(todo))
+        verdicts: dict[int, Verdict] = {}
+        if threads <= 1:
+            memo: Memo = {}
+            for i in todo:
+                verdicts[i] = self.run(expected, candidates[i], ctx, memo)
+        else:
+            shared = _SharedMemo()
+            verdicts[todo[0]] = self.run(expected, candidates[todo[0]], ctx, shared)  # fills the state's memo
+            with concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pivotrl-verify") as pool:
+                rest = todo[1:]
+                for i, verdict in zip(rest, pool.map(lambda j: self.run(expected, candidates[j], ctx, shared), rest),
+                                      strict=True):
+                    verdicts[i] = verdict
+        return [verdicts[owner[i]] for i in range(len(candidates))]
+
+    def threads_for(self, ctx: VerifyContext) -> int:
+        """How many candidates of one state may run at once: :data:`VERIFY_THREADS` when the sandbox has
+        parallel forks and no stage must run serially, else 1."""
+        if ctx.sandbox is None or any(getattr(stage, "serial", False) for stage in self.stages):
+            return 1
+        try:
+            parallel = bool(getattr(ctx.sandbox, "parallel_forks", False))
+        except SandboxError:
+            parallel = False
+        return max(1, VERIFY_THREADS) if parallel else 1
 
     def run(self, expected: Action, candidate: Action, ctx: VerifyContext, memo: Memo) -> Verdict:
         """Run the stages in order with a given per-state memo."""

@@ -410,6 +410,11 @@ class JudgeStage(Stage):
     def __init__(self, judge: LLMJudge | None, kinds: tuple[str, ...] = ("message",), rules: str = ""):
         self.judge, self.kinds, self.rules = judge, kinds, rules
 
+    @property
+    def serial(self) -> bool:
+        """A configured judge (an in-process model, a cache) is asked from one thread at a time."""
+        return self.judge is not None
+
     def check(self, expected, candidate, ctx, memo, prior) -> Step | None:
         if self.judge is None or (prior is not None and prior.equivalent):
             return None
