@@ -71,6 +71,10 @@ def compute_prefix_keys(traj: Trajectory) -> list[str]:
 #: Default byte budget of a :class:`SnapshotCache` (and of ``TrajectoryEnv(snapshot_budget_bytes=...)``).
 DEFAULT_SNAPSHOT_BUDGET_BYTES = 1 << 30  # 1 GiB
 
+#: What an entry costs beyond its snapshot's ``nbytes``: the key, the :class:`Snapshot` object and the
+#: map slots (about 280 bytes measured on CPython 3.11), so a budget of tiny snapshots still bounds memory.
+ENTRY_OVERHEAD_BYTES = 256
+
 #: Default stride of the checkpoints a replay snapshots on its way once the cache is full (turns 0, 8, 16, ...).
 DEFAULT_CHECKPOINT_EVERY = 8
 
@@ -87,10 +91,10 @@ class SnapshotCache:
     """LRU map from prefix hash to sandbox snapshot, bounded by a count and a byte budget.
 
     ``put`` evicts least-recently-used entries until both ``len(cache) <= max_size`` and
-    ``cache.bytes <= max_bytes`` hold (``max_bytes=None``: no byte bound). A snapshot's size is its
-    :attr:`~sandboxes.core.Snapshot.nbytes` (see :func:`snapshot_nbytes`); one of unknown size counts as 0
-    bytes (``stats()["unsized"]`` counts them) and is bounded by ``max_size`` only. A snapshot larger than
-    the whole budget is not kept (``rejected``). ``on_evict(snapshot)`` is called for every snapshot the
+    ``cache.bytes <= max_bytes`` hold (``max_bytes=None``: no byte bound). An entry is charged its
+    snapshot's :attr:`~sandboxes.core.Snapshot.nbytes` (see :func:`snapshot_nbytes`) plus ``entry_overhead``;
+    one of unknown size is charged the overhead only (``stats()["unsized"]`` counts them; ``max_size``
+    bounds them). A snapshot larger than the whole budget is not kept (``rejected``). ``on_evict(snapshot)`` is called for every snapshot the
     cache lets go of (evicted, replaced under its key, rejected, or cleared), so its owner frees it at once:
     a Docker snapshot is an archive or an image, a local one a directory copy.
 
@@ -102,7 +106,7 @@ class SnapshotCache:
 
     def __init__(self, max_size: int = 4096, on_evict: Callable[[Snapshot], None] | None = None, *,
                  max_bytes: int | None = DEFAULT_SNAPSHOT_BUDGET_BYTES,
-                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY):
+                 checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, entry_overhead: int = ENTRY_OVERHEAD_BYTES):
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1 (0 means no cache: pass cache=None), got {max_size}")
         if max_bytes is not None and max_bytes < 0:
@@ -112,6 +116,7 @@ class SnapshotCache:
         self.max_size = max_size
         self.max_bytes = max_bytes
         self.checkpoint_every = checkpoint_every
+        self.entry_overhead = entry_overhead
         self.on_evict = on_evict
         self._items: OrderedDict[str, Snapshot] = OrderedDict()
         self._sizes: dict[str, int] = {}
@@ -120,7 +125,7 @@ class SnapshotCache:
         self.hits = self.prefix_hits = self.misses = 0  # restores: exact turn cached / a shorter prefix / none
         self.replayed_turns = 0  # turns replayed by restores that went through this cache
         self.evictions = self.rejected = 0
-        self._sized = 0  # entries of known size (the mean size that :meth:`has_room` expects)
+        self._sized = 0  # entries of known size
 
     # -- lookups --------------------------------------------------------------------------------------
 
@@ -158,12 +163,12 @@ class SnapshotCache:
     # -- the snapshot policy -----------------------------------------------------------------------
 
     def has_room(self) -> bool:
-        """True when one more snapshot of the mean size fits without evicting anything."""
+        """True when one more entry of the mean size fits without evicting anything."""
         if len(self._items) >= self.max_size:
             return False
         if self.max_bytes is None:
             return True
-        mean = self.bytes // self._sized if self._sized else 0
+        mean = self.bytes // len(self._items) if self._items else 0
         return self.bytes + mean <= self.max_bytes
 
     def wants(self, turn: int, target: int) -> bool:
@@ -179,7 +184,7 @@ class SnapshotCache:
         on its own is let go of at once (``on_evict``) and evicts nothing.
         """
         size = snapshot_nbytes(snap)
-        nbytes = size or 0
+        nbytes = (size or 0) + self.entry_overhead
         old = self._items.get(key)
         if old is snap:
             self._items.move_to_end(key)
@@ -224,7 +229,7 @@ class SnapshotCache:
             self._free(self._remove(next(iter(self._items))))
 
     def stats(self) -> dict[str, Any]:
-        """Counters and sizes, JSON-able: entries, bytes (held now), max_bytes, max_size, bytes_in,
+        """Counters and sizes, JSON-able: entries, bytes (charged now: nbytes plus overhead), max_bytes, max_size, bytes_in,
         bytes_out, hits, prefix_hits, misses, replayed_turns, evictions, rejected, unsized."""
         return {"entries": len(self._items), "bytes": self.bytes, "max_bytes": self.max_bytes,
                 "max_size": self.max_size, "bytes_in": self.bytes_in, "bytes_out": self.bytes_out,

@@ -36,7 +36,7 @@ def test_payload_nbytes_counts_when_the_snapshot_has_none():
 
 def test_byte_budget_evicts_least_recently_used_first_and_frees_each():
     freed: list[str] = []
-    cache = SnapshotCache(100, on_evict=lambda s: freed.append(s.digest), max_bytes=300)
+    cache = SnapshotCache(100, on_evict=lambda s: freed.append(s.digest), max_bytes=300, entry_overhead=0)
     for name in "abc":
         assert cache.put(name, snap(name, 100))
     assert cache.bytes == 300 and not cache.has_room()
@@ -51,7 +51,7 @@ def test_byte_budget_evicts_least_recently_used_first_and_frees_each():
 
 def test_count_bound_still_holds_and_unsized_snapshots_count_zero_bytes():
     freed: list[str] = []
-    cache = SnapshotCache(2, on_evict=lambda s: freed.append(s.digest), max_bytes=10)
+    cache = SnapshotCache(2, on_evict=lambda s: freed.append(s.digest), max_bytes=10, entry_overhead=0)
     cache.put("a", snap("a", None))
     cache.put("b", snap("b", None))
     cache.put("c", snap("c", 4))
@@ -61,16 +61,24 @@ def test_count_bound_still_holds_and_unsized_snapshots_count_zero_bytes():
 
 def test_a_snapshot_over_the_whole_budget_is_rejected_and_freed_without_evicting():
     freed: list[str] = []
-    cache = SnapshotCache(10, on_evict=lambda s: freed.append(s.digest), max_bytes=100)
+    cache = SnapshotCache(10, on_evict=lambda s: freed.append(s.digest), max_bytes=100, entry_overhead=0)
     cache.put("a", snap("a", 60))
     assert cache.put("huge", snap("huge", 101)) is False
     assert freed == ["huge"] and "a" in cache and "huge" not in cache
     assert cache.rejected == 1 and cache.evictions == 0 and cache.bytes == 60
 
 
+def test_each_entry_is_charged_an_overhead_so_tiny_or_unsized_snapshots_stay_bounded():
+    cache = SnapshotCache(1000, max_bytes=1000, entry_overhead=100)
+    for i in range(20):
+        cache.put(f"k{i}", snap(str(i), None if i % 2 else 10))
+    assert cache.bytes <= 1000 and len(cache) == 9 and cache.evictions == 11
+    assert cache.bytes == 9 * 100 + 4 * 10 and cache.stats()["unsized"] == 5
+
+
 def test_replacing_a_key_frees_the_old_snapshot_and_recounts_bytes():
     freed: list[str] = []
-    cache = SnapshotCache(10, on_evict=lambda s: freed.append(s.digest), max_bytes=None)
+    cache = SnapshotCache(10, on_evict=lambda s: freed.append(s.digest), max_bytes=None, entry_overhead=0)
     cache.put("k", snap("old", 40))
     cache.put("k", snap("new", 10))
     assert freed == ["old"] and cache.bytes == 10 and len(cache) == 1
