@@ -9,10 +9,11 @@ A **worker** is an ordinary hardened sandbox container (same image, limits, netw
 Resetting it to an archive is a prelude of the next command, in the same ``docker exec``: the archive is
 written to the exec's stdin, and :data:`RESET` (running as the command user, before the command)
 
-1. makes every file of the world trees writable for their owner and deletes them, then empties the
-   scratch mounts and the IPC namespace (SysV queues, semaphores, shared memory);
-2. checks that the world trees are empty (a file the user cannot delete means the image gave the user
-   something this scheme cannot reset: the reset fails, the worker is dropped);
+1. empties the IPC namespace (SysV queues, semaphores, shared memory), then deletes every file of the
+   world trees and the scratch mounts; when some could not be deleted (a directory made read-only), it
+   makes every file writable for its owner and tries again;
+2. then checks that the world trees are empty (a file the user cannot delete means the image gave the
+   user something this scheme cannot reset: the reset fails, the worker is dropped);
 3. extracts the archive with permissions, then ``exec``\\ s the command wrapper with stdin from /dev/null.
 
 So a restored world is byte-for-byte the archived one, which is what ``state_digest`` (and the digest
@@ -46,17 +47,19 @@ MAX_IDLE_PER_KEY = 8
 RESET = r"""
 n=$1 home=$2; shift 2
 roots=(/workspace)
-[ -n "$home" ] && [ -d "$home" ] && roots+=("$home")
-chmod -R u+rwX "${roots[@]}" /tmp /dev/shm 2>/dev/null
-find "${roots[@]}" /tmp /dev/shm /dev/mqueue -mindepth 1 -delete 2>/dev/null
+[ -n "$home" ] && [ "$home" != /workspace ] && [ -d "$home" ] && roots+=("$home")
 ipcrm --all 2>/dev/null
-if [ -n "$(find "${roots[@]}" -mindepth 1 -print -quit 2>/dev/null)" ]; then
-  echo "pivotrl-reset: a file of the world could not be removed (owned by another user?)" >&2; exit 213
+if ! find "${roots[@]}" /tmp /dev/shm /dev/mqueue -mindepth 1 -delete 2>/dev/null; then
+  # Something was not deletable as it stood (a directory made read-only): open it up, try once more.
+  chmod -R u+rwX "${roots[@]}" /tmp /dev/shm 2>/dev/null
+  find "${roots[@]}" /tmp /dev/shm /dev/mqueue -mindepth 1 -delete 2>/dev/null
+  if [ -n "$(find "${roots[@]}" -mindepth 1 -print -quit 2>/dev/null)" ]; then
+    echo "pivotrl-reset: a file of the world could not be removed (owned by another user?)" >&2; exit 213
+  fi
 fi
-head -c "$n" | tar -x -p -f - -C / 2>/tmp/.pivotrl-tar-errors || {
-  echo "pivotrl-reset: the world archive did not extract: $(head -c 500 /tmp/.pivotrl-tar-errors)" >&2; exit 213
-}
-rm -f /tmp/.pivotrl-tar-errors
+if ! errors=$(head -c "$n" | tar -x -p -f - -C / 2>&1); then
+  echo "pivotrl-reset: the world archive did not extract: ${errors:0:500}" >&2; exit 213
+fi
 exec "$@" </dev/null
 """
 
