@@ -22,8 +22,19 @@ Both have one interface (:class:`StatePool`), so callers have a single code path
 
 Verdicts are the same wherever they are computed: verifiers are deterministic and every state is
 restored from the same records, so rows profiled on a cluster equal rows profiled locally (tested).
-Requests are cut into contiguous chunks, one per actor by default; candidates arrive sorted by
-trajectory and turn, so neighbouring states (which share snapshots) land on the same actor.
+
+Routing: every request goes to the actor that owns its trajectory, a fixed assignment made once when the
+pool starts (records dealt round-robin in file order), so it is stable across batches and calls. The G
+samples of a state are one request, and all turns of a trajectory share the snapshot chain
+h_0..h_T (:meth:`~pivot_envs.core.TrajectoryEnv.prefix_keys`), so a state's restore finds its own
+trajectory's earlier snapshots in that actor's cache instead of replaying from turn 0 on another actor.
+(Different records rarely share a prefix: the bundled terminal and tool_use records have pairwise
+distinct h_0, so routing by prefix key would place them exactly as routing by trajectory does.)
+
+Observations need no restore: a pivot state's prompt is the record's message prefix, so ``profile()``
+and the trainer build prompts with :meth:`~pivot_envs.core.TrajectoryEnv.observation` and each state is
+restored once, on the verifying side. :meth:`StatePool.observe` (a full ``reset``) remains for callers
+that need the restored info (digest, divergence).
 
 Every node needs the same ``pivotrl`` installation (``pip install 'pivotrl[ray]'``), since actors import
 the domains, sandboxes and verifiers by name; a custom :class:`~pivot_envs.domain.Domain` or
@@ -32,8 +43,9 @@ the domains, sandboxes and verifiers by name; a custom :class:`~pivot_envs.domai
 
 from __future__ import annotations
 
-import math
+import hashlib
 import os
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -66,7 +78,11 @@ class StatePool(Protocol):
     """What ``profile()`` and the trainer need from a pool (local or Ray)."""
 
     def observe(self, states: Sequence[tuple[str, int]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        """``env.reset`` to each ``(trajectory_id, turn)``: the ``(observation, info)`` pairs, in order."""
+        """``env.reset`` to each ``(trajectory_id, turn)``: the ``(observation, info)`` pairs, in order.
+
+        A full restore; to build prompts only, ``TrajectoryEnv.observation`` gives the same observation
+        without touching a sandbox (what ``profile()`` and the trainer do).
+        """
         ...
 
     def verify_states(self, requests: Sequence[VerifyRequest | tuple[str, int, Sequence[Any]]]) -> list[list[Verdict]]:
@@ -88,10 +104,12 @@ class _StateWorker:
     def __init__(self, env: TrajectoryEnv, verifier: Verifier | None = None):
         self.env, self.verifier = env, verifier
         self.requests = self.verdicts = 0
+        self.restores: Counter[tuple[str, int]] = Counter()  # resets per state, for stats and tests
         self._sandboxes: dict[int, Any] = {}  # every sandbox that was current, to check close() closed them
 
     def _reset(self, trajectory_id: str, turn: int) -> tuple[dict[str, Any], dict[str, Any]]:
         out = self.env.reset(options={"trajectory": trajectory_id, "turn": turn})
+        self.restores[(trajectory_id, turn)] += 1
         if self.env.sandbox is not None:
             self._sandboxes[id(self.env.sandbox)] = self.env.sandbox
         return out
@@ -122,7 +140,12 @@ class _StateWorker:
         return "local"
 
     def stats(self) -> dict[str, Any]:
-        return {"node_id": self.node_id(), "pid": os.getpid(), "requests": self.requests, "verdicts": self.verdicts}
+        return {"node_id": self.node_id(), "pid": os.getpid(), "requests": self.requests, "verdicts": self.verdicts,
+                "restores": sum(self.restores.values()), "trajectories": len({t for t, _ in self.restores})}
+
+    def restore_counts(self) -> list[tuple[str, int, int]]:
+        """``(trajectory_id, turn, resets)`` for every state this worker restored."""
+        return [(t, k, n) for (t, k), n in sorted(self.restores.items())]
 
     def close(self) -> dict[str, Any]:
         self.env.close()
@@ -168,6 +191,10 @@ class LocalVerifierPool:
     def stats(self) -> list[dict[str, Any]]:
         return [self._worker.stats()]
 
+    def restore_counts(self) -> list[tuple[str, int, int]]:
+        """``(trajectory_id, turn, resets)`` for every state the pool restored."""
+        return self._worker.restore_counts()
+
     def close(self) -> list[dict[str, Any]]:
         return [self._worker.close()] if self.owns_env else [self._worker.stats()]
 
@@ -188,11 +215,13 @@ class VerifierPool:
         num_actors: Actors to start; default = the CPUs Ray reports free divided by ``num_cpus``, at
             least 1 (other pools and tasks may hold some of the cluster's CPUs).
         num_cpus: CPUs Ray reserves for each actor (fractions allowed).
-        chunk_size: States per remote call; default = an even split over the actors (one call each).
+        chunk_size: States per remote call within one actor's share of a call; default = the whole share
+            (one remote call per actor).
         cache_size, strict: Passed to each actor's ``TrajectoryEnv``.
         startup_timeout: Seconds to wait for every actor to build its env before failing.
 
-    Call :func:`connect` first. The actors are spread over nodes (Ray's ``SPREAD`` strategy).
+    Call :func:`connect` first. The actors are spread over nodes (Ray's ``SPREAD`` strategy). Each
+    trajectory belongs to one actor (see the module docstring, "Routing"): :meth:`actor_of`.
     """
 
     def __init__(
@@ -224,6 +253,9 @@ class VerifierPool:
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size={chunk_size} must be >= 1 (or None for one chunk per actor)")
         self.chunk_size = chunk_size
+        # Stable routing: the i-th record's states always go to actor i mod n (balanced counts, and
+        # neighbouring records, which one profiling batch holds together, land on different actors).
+        self._owner = {t.id: i % num_actors for i, t in enumerate(trajectories)}
         self._ray = ray
         records = ray.put([t.to_dict() for t in trajectories])  # shipped once, not once per actor
         actor_cls = ray.remote(_RayWorker).options(num_cpus=num_cpus, scheduling_strategy="SPREAD")
@@ -255,6 +287,13 @@ class VerifierPool:
     def num_workers(self) -> int:
         return len(self._actors)
 
+    def actor_of(self, trajectory_id: str) -> int:
+        """Index of the actor that restores and verifies every state of ``trajectory_id``."""
+        owner = self._owner.get(trajectory_id)
+        if owner is None:  # not one of the pool's records (its actor will raise KeyError): a stable choice
+            owner = int(hashlib.sha256(trajectory_id.encode()).hexdigest()[:8], 16) % max(len(self._actors), 1)
+        return owner
+
     def observe(self, states: Sequence[tuple[str, int]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         return self._map("observe", [(str(t), int(k)) for t, k in states])
 
@@ -263,8 +302,13 @@ class VerifierPool:
         return [[Verdict(**d) for d in group] for group in groups]
 
     def stats(self) -> list[dict[str, Any]]:
-        """Per actor: node id, pid, requests and verdicts served."""
+        """Per actor: node id, pid, requests and verdicts served, restores and trajectories restored."""
         return self._get([a.stats.remote() for a in self._check_open()])
+
+    def restore_counts(self) -> list[list[tuple[str, int, int]]]:
+        """Per actor: ``(trajectory_id, turn, resets)`` for every state it restored."""
+        return [[tuple(x) for x in counts] for counts in self._get([a.restore_counts.remote()
+                                                                    for a in self._check_open()])]
 
     def close(self) -> list[dict[str, Any]]:
         """Close every actor's sandboxes, then end the actors. Idempotent."""
@@ -289,20 +333,28 @@ class VerifierPool:
         return self._actors
 
     def _map(self, method: str, items: list[Any]) -> list[Any]:
+        """Call ``method`` on each item's owning actor (items start with a trajectory id); results in order."""
         actors = self._check_open()
         if not items:
             return []
-        size = self.chunk_size or math.ceil(len(items) / len(actors))
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        # ActorPool hands the next chunk to whichever actor is free and yields results in input order.
-        pool = self._ray.util.ActorPool(actors)
-        out: list[Any] = []
+        shares: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            shares.setdefault(self.actor_of(item[0]), []).append(i)
+        calls: list[tuple[list[int], Any]] = []
+        for a, share in shares.items():  # the actors work in parallel; one actor's calls run in order
+            size = self.chunk_size or len(share)
+            for s in range(0, len(share), size):
+                part = share[s : s + size]
+                calls.append((part, getattr(actors[a], method).remote([items[i] for i in part])))
+        out: list[Any] = [None] * len(items)
         try:
-            for result in pool.map(lambda actor, chunk: getattr(actor, method).remote(chunk), chunks):
-                out.extend(result)
+            results = self._ray.get([ref for _, ref in calls])
         except self._ray.exceptions.RayActorError as exc:
             raise PoolError(f"a verifier actor died during {method} ({exc}); the pool is unusable, "
                             "close it and build a new one") from exc
+        for (part, _), result in zip(calls, results, strict=True):
+            for i, r in zip(part, result, strict=True):
+                out[i] = r
         return out
 
     def _get(self, refs: list[Any]) -> list[Any]:
@@ -400,9 +452,10 @@ def profile_states(
 ) -> list[dict[str, Any]]:
     """The rows ``profile()`` computes for ``candidates`` (same seeds, same fields), scored by ``pool``.
 
-    This is ``profile()``'s sampling + verification loop without the cache directory; it shows the
-    intended use of a pool there and in the trainer, and lets tests compare pools row for row.
-    ``observe_on_pool`` restores the observations on the pool too, so the driver never touches a sandbox.
+    This is ``profile()``'s sequential sampling + verification loop without the cache directory; it shows
+    the intended use of a pool there and in the trainer, and lets tests compare pools row for row.
+    Prompts come from ``env.observation`` (no restore: each state is restored once, by the pool, to
+    verify); ``observe_on_pool`` restores them on the pool instead (the old path, for comparison).
     """
     import numpy as np  # noqa: PLC0415
 
@@ -413,7 +466,7 @@ def profile_states(
         if observe_on_pool:
             pairs = pool.observe(states)
         else:
-            pairs = [env.reset(options={"trajectory": t, "turn": k_}) for t, k_ in states]
+            pairs = [env.observation(t, k_) for t, k_ in states]
         policy.reseed(seed * 1_000_003 + b)
         samples = policy.sample([o for o, _ in pairs], n=k, infos=[i for _, i in pairs])
         verdict_groups = pool.verify_states([VerifyRequest(t, k_, [s.text for s in group])

@@ -9,6 +9,13 @@ Profiling is a cached, resumable job. Its directory is keyed by (model fingerpri
 config, K, seed); rows are appended one batch at a time with a flush + fsync, and each batch's sampling
 seed depends only on its index, so a run killed midway and resumed writes exactly the rows an
 uninterrupted run would.
+
+Pipelined (``ProfileConfig.pipeline``, the default): the policy samples batch b+1 on the calling thread
+while one verification thread restores and scores batch b, so the wall-clock approaches
+max(generation, verification) instead of their sum. The policy is only ever used from the calling
+thread, in batch order, reseeded before each batch exactly as in the sequential path, and rows are
+written in batch order, so both paths write the same bytes. Prompts are built from the records
+(:meth:`TrajectoryEnv.observation`, no restore): each state is restored once, where it is verified.
 """
 
 from __future__ import annotations
@@ -17,8 +24,9 @@ import hashlib
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +52,10 @@ class ProfileConfig:
         verifier: Verifier name (None = the domain's default).
         candidates: Cleaning rules for candidate extraction.
         keep_samples: Store the sampled texts in the rows (for auditing reward hacking).
+        pipeline: Sample the next batches while a thread verifies the current one (same rows as
+            ``pipeline=False``, the sequential path kept for comparison). Not part of the cache key.
+        pipeline_depth: Batches sampled but not yet written, at most (bounds memory and how far
+            sampling runs ahead of verification).
     """
 
     k: int = 8
@@ -52,12 +64,16 @@ class ProfileConfig:
     verifier: str | None = None
     candidates: CandidateOptions = field(default_factory=CandidateOptions)
     keep_samples: bool = True
+    pipeline: bool = True
+    pipeline_depth: int = 2
 
     def __post_init__(self) -> None:
         if self.k < 2:
             raise ValueError(f"k={self.k}: profiling needs at least 2 samples per state to see any variance")
         if self.states_per_batch < 1:
             raise ValueError("states_per_batch must be >= 1")
+        if self.pipeline_depth < 1:
+            raise ValueError(f"pipeline_depth={self.pipeline_depth} must be >= 1")
 
 
 def data_hash(trajectories: Sequence[Trajectory]) -> str:
@@ -121,7 +137,10 @@ class ProfileResult:
     seconds: float = 0.0
     generated_tokens: int = 0
     sandbox_seconds: float = 0.0
-    """Of ``seconds``, the time spent restoring states and verifying samples (the rest is generation)."""
+    """Time spent restoring states and verifying samples (on the verification thread when pipelined)."""
+    generation_seconds: float = 0.0
+    """Time spent building prompts and sampling. Sequential: ``seconds`` is about the sum of the two;
+    pipelined, the two overlap and ``seconds`` approaches the larger."""
 
     def summary(self, lambda_diff: float = 0.6) -> dict[str, Any]:
         return summarize(self.rows, lambda_diff)
@@ -174,52 +193,89 @@ def profile(
     first_batch = _batches_covered(batches, done)
     named_verifier = make_verifier(config.verifier) if config.verifier else None
     pool = pool or LocalVerifierPool(env, named_verifier)
-    start = time.perf_counter()
+    stop = len(batches) if max_batches is None else min(len(batches), first_batch + max_batches)
+    seconds = {"generation": 0.0, "verification": 0.0}
     tokens = 0
-    sandbox_s = 0.0
-    new_batches = 0
-    for b in range(first_batch, len(batches)):
-        if max_batches is not None and new_batches >= max_batches:
-            break
-        batch = batches[b]
-        states = [(cand.trajectory_id, cand.turn) for cand in batch]
-        t_env = time.perf_counter()
-        pairs = pool.observe(states)
-        sandbox_s += time.perf_counter() - t_env
+
+    def generate(b: int) -> tuple[dict[int, list[Any]], dict[int, dict[str, Any]]]:
+        # The calling thread only: the policy is never used from two threads.
+        t = time.perf_counter()
+        pairs = [env.observation(cand.trajectory_id, cand.turn) for cand in batches[b]]
         policy.reseed(config.seed * 1_000_003 + b)
-        samples, too_long = _sample_fitting(policy, pairs, config.k)
-        kept = [i for i in range(len(batch)) if i not in too_long]
-        t_ver = time.perf_counter()
-        verdict_groups = pool.verify_states([VerifyRequest(*states[i], [s.text for s in samples[i]]) for i in kept])
-        sandbox_s += time.perf_counter() - t_ver
-        by_index = dict(zip(kept, verdict_groups, strict=True))
-        out = []
-        for i, cand in enumerate(batch):
-            if i in too_long:
-                # Counted, not fatal: one long prompt must not end a run over thousands of states.
-                out.append({"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
-                            "skipped": "prompt_too_long", **too_long[i], "rewards": [], "mean": 0.0, "var": 0.0,
-                            "categories": [], "methods": []})
-                continue
-            group, verdicts = samples[i], by_index[i]
-            rewards = [float(vd.score) for vd in verdicts]
-            tokens += sum(len(s.token_ids or ()) for s in group)
-            row = {"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
-                   "rewards": rewards, "mean": float(np.mean(rewards)), "var": float(np.var(rewards)),
-                   "categories": [vd.category for vd in verdicts], "methods": [vd.method for vd in verdicts]}
-            if config.keep_samples:
-                row["samples"] = [s.text for s in group]
-            out.append(row)
+        out = _sample_fitting(policy, pairs, config.k)
+        seconds["generation"] += time.perf_counter() - t
+        return out
+
+    def verify(b: int, samples: dict[int, list[Any]],
+               too_long: dict[int, dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        # The verification thread when pipelined: the only place that restores states (through the pool).
+        t = time.perf_counter()
+        kept = [i for i in range(len(batches[b])) if i not in too_long]
+        groups = pool.verify_states([VerifyRequest(batches[b][i].trajectory_id, batches[b][i].turn,
+                                                   [s.text for s in samples[i]]) for i in kept])
+        seconds["verification"] += time.perf_counter() - t
+        out = _rows(batches[b], samples, too_long, dict(zip(kept, groups, strict=True)), config.keep_samples)
+        return out, sum(len(s.token_ids or ()) for i in kept for s in samples[i])
+
+    def write(b: int, verified: tuple[list[dict[str, Any]], int]) -> None:
+        nonlocal tokens
+        out, batch_tokens = verified
         _append_rows(rows_path, out)
         rows.extend(out)
-        new_batches += 1
+        tokens += batch_tokens
         if on_batch is not None:
             on_batch(b + 1, len(batches))
+
+    start = time.perf_counter()
+    if not config.pipeline:
+        for b in range(first_batch, stop):
+            write(b, verify(b, *generate(b)))
+    else:
+        verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pivotrl-profile-verify")
+        pending: deque[tuple[int, Future[tuple[list[dict[str, Any]], int]]]] = deque()
+        try:
+            for b in range(first_batch, stop):
+                generated = generate(b)  # overlaps the verification of the batches still pending
+                pending.append((b, verifier.submit(verify, b, *generated)))
+                # Write, in batch order, whatever is verified; wait only when sampling is too far ahead.
+                while pending and (len(pending) > config.pipeline_depth or pending[0][1].done()):
+                    done_b, future = pending.popleft()
+                    write(done_b, future.result())
+            while pending:
+                done_b, future = pending.popleft()
+                write(done_b, future.result())
+        finally:
+            # On an error or interrupt: drop queued verifications, wait for the one running (its sandbox
+            # work must end before the env is used again); rows already written stay a prefix of the run.
+            verifier.shutdown(wait=True, cancel_futures=True)
     result = ProfileResult(rows, run_dir, key, resumed_from=done, seconds=time.perf_counter() - start,
-                           generated_tokens=tokens, sandbox_seconds=sandbox_s)
+                           generated_tokens=tokens, sandbox_seconds=seconds["verification"],
+                           generation_seconds=seconds["generation"])
     if len(rows) == len(candidates):
         write_report(result)
     return result
+
+
+def _rows(batch: Sequence[Candidate], samples: dict[int, list[Any]], too_long: dict[int, dict[str, Any]],
+          verdicts: dict[int, list[Any]], keep_samples: bool) -> list[dict[str, Any]]:
+    """One batch's rows, in candidate order."""
+    out = []
+    for i, cand in enumerate(batch):
+        if i in too_long:
+            # Counted, not fatal: one long prompt must not end a run over thousands of states.
+            out.append({"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
+                        "skipped": "prompt_too_long", **too_long[i], "rewards": [], "mean": 0.0, "var": 0.0,
+                        "categories": [], "methods": []})
+            continue
+        group = samples[i]
+        rewards = [float(vd.score) for vd in verdicts[i]]
+        row = {"trajectory_id": cand.trajectory_id, "turn": cand.turn, "depth": cand.depth,
+               "rewards": rewards, "mean": float(np.mean(rewards)), "var": float(np.var(rewards)),
+               "categories": [vd.category for vd in verdicts[i]], "methods": [vd.method for vd in verdicts[i]]}
+        if keep_samples:
+            row["samples"] = [s.text for s in group]
+        out.append(row)
+    return out
 
 
 def _sample_fitting(policy: Policy, pairs: list[tuple[dict[str, Any], dict[str, Any]]],

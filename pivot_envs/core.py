@@ -295,6 +295,20 @@ class TrajectoryEnv(gym.Env[dict, str]):
         return VerifyContext(tools=self._traj.tools, trajectory=self._traj, turn=self._turn, sandbox=self.sandbox,
                              executor=self.domain_of(self._traj).execute)
 
+    def observation(self, trajectory_id: str, turn: int) -> tuple[dict, dict]:
+        """The observation ``reset(options={"trajectory": ..., "turn": ...})`` returns, without restoring.
+
+        A pivot state's observation is the record's message prefix and tools, never the sandbox's
+        contents, so a sampler can build prompts here while the world is restored once, where the
+        samples are verified. Touches no sandbox, cache or episode state (safe beside a running reset).
+        The info holds the trajectory id, turn and turn count; no digest (nothing was restored).
+        """
+        traj = self.trajectories[trajectory_id]
+        if not isinstance(turn, int) or not 0 <= turn < traj.num_turns:
+            raise ValueError(f"turn must be an int in [0, {traj.num_turns - 1}] for {trajectory_id!r}, got {turn!r}")
+        obs = {"messages": copy_messages(traj.prefix(turn)), "tools": self._tools_copy(traj.tools)}
+        return obs, {"trajectory_id": traj.id, "turn": turn, "num_turns": traj.num_turns}
+
     def fork(self, n: int = 1) -> list[TrajectoryEnv]:
         """``n`` independent envs in the current state (one per GRPO sample); each owns its sandbox."""
         if self._traj is None:
