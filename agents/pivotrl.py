@@ -51,6 +51,8 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,9 @@ class TrainConfig:
     top_p: float = 1.0
     generation_batch_size: int = 32
     """Rows (states x samples) per ``generate`` call of the HF sampler; raise it on a GPU."""
+    overlap_verification: bool = True
+    """Sample a step's pivots in chunks of ``generation_batch_size`` rows and verify each chunk while the
+    next is sampled (same weights: within one step only); false = one sampling call, then verification."""
     profile_states_per_batch: int = 4
     """Candidate states sampled in one policy call while profiling (x ``profile_k`` rows)."""
     bf16: bool = False
@@ -310,7 +315,7 @@ def _vllm_sampler(cfg: TrainConfig, path: str, tokenizer: Any, device: str) -> A
 def _profile_pivots(cfg: TrainConfig, env: TrajectoryEnv, policy: Any, tag: str, log: Any,
                     pool: StatePool | None = None) -> tuple[list[dict], dict]:
     pcfg = ProfileConfig(k=cfg.profile_k, seed=cfg.seed, verifier=cfg.verifier or None,
-                         states_per_batch=cfg.profile_states_per_batch)
+                         states_per_batch=cfg.profile_states_per_batch, pipeline=cfg.overlap_verification)
     result = profile(env, policy, Path(cfg.out_dir) / "profile", pcfg, pool=pool,
                      on_batch=lambda done, total: log(f"profiling ({tag}): batch {done}/{total}"))
     summary = write_report(result, cfg.lambda_diff)
@@ -358,11 +363,31 @@ def _gather_counts(accel: Any, counts: Counter) -> Counter:
     return total
 
 
-def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
-    """Run PivotRL; returns the final metrics and compute accounting. Resumes from the latest checkpoint."""
+EvalCallback = Callable[[int, Any, dict[str, float]], bool | None]
+"""``on_eval(step, policy, compute)``: evaluate ``policy`` (an :class:`~agents.policies.hf.HFPolicy` around the
+model being trained) after ``step`` optimizer steps; ``compute`` is the rollout turns, generated tokens and
+wall-clock seconds spent so far (evaluation time left out). Returning True stops training there."""
+
+
+def train(cfg: TrainConfig, log: Any = print, on_eval: EvalCallback | None = None,
+          eval_every: int = 0) -> dict[str, Any]:
+    """Run PivotRL; returns the final metrics and compute accounting. Resumes from the latest checkpoint.
+
+    ``on_eval`` (one process only) is called after profiling (step 0), every ``eval_every`` steps and after
+    the last step, for accuracy-versus-compute curves; the seconds it takes are not counted as training.
+    """
     from agents.policies.hf import HFPolicy, sequence_logprobs
 
     wall_start = time.perf_counter()
+    eval_s = 0.0  # seconds spent in on_eval
+
+    def evaluate(step_done: int) -> bool:
+        nonlocal eval_s
+        t = time.perf_counter()
+        stop = on_eval(step_done, policy, {**accounting, "wall_clock_s": t - wall_start - eval_s})
+        eval_s += time.perf_counter() - t
+        return bool(stop)
+
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
@@ -426,7 +451,12 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         raise NoPivotsError("no pivots: every profiled state had zero reward variance. Check the verifier "
                            "(profile report) or raise temperature / profile_k; random_turns=true trains anyway.")
     if accel is not None:
+        if on_eval is not None:
+            raise NotImplementedError("on_eval runs in one process only")
         model, optimizer = accel.prepare(model, optimizer)  # DDP across ranks; after the optimizer state loaded
+    if on_eval is not None and start_step == 0:
+        evaluate(0)  # the starting policy, after profiling (its answer cannot stop a run before step 1)
+    stop = False
 
     metrics_path = out / "metrics.jsonl"
     if is_main:
@@ -446,28 +476,37 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         chosen = [pivots[i] for i in rng.choice(len(pivots), size=size, replace=False)][rank::world]
         cands = [Candidate(p["trajectory_id"], p["turn"], Action(), 0) for p in chosen]
 
-        # -- rollout: one assistant turn per sample, from each restored pivot state
+        # -- rollout: one assistant turn per sample from each pivot state, then verification. Prompts come
+        # from the records (no restore); the pool restores each state once, to verify. Pivots go in chunks
+        # of generation_batch_size rows: one thread verifies chunk c while chunk c + 1 is sampled, all with
+        # this step's weights (nothing overlaps the optimizer step). Chunk 0 keeps the step's seed.
         states = [(c.trajectory_id, c.turn) for c in cands]
-        pairs = pool.observe(states)
+        pairs = [env.observation(tid, turn) for tid, turn in states]
         observations, infos = [obs for obs, _ in pairs], [info for _, info in pairs]
         t_env = time.perf_counter() - t0
         model.eval()
-        sampler.reseed(cfg.seed * 1_000_003 + step + rank * 7_919)
-        t1 = time.perf_counter()
-        groups = sampler.sample(observations, n=cfg.group_size, infos=infos)
-        t_gen = time.perf_counter() - t1
-
-        # -- verification
-        t2 = time.perf_counter()
+        per_chunk = max(1, cfg.generation_batch_size // cfg.group_size) if cfg.overlap_verification else len(states)
+        groups, verifying, t_gen, t2 = [], [], 0.0, time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pivotrl-verify") as verifier:
+            for c, lo in enumerate(range(0, len(states), per_chunk)):
+                sampler.reseed(cfg.seed * 1_000_003 + step + rank * 7_919 + c * 2**32)
+                t1 = time.perf_counter()
+                chunk = sampler.sample(observations[lo : lo + per_chunk], n=cfg.group_size,
+                                       infos=infos[lo : lo + per_chunk])
+                t_gen += time.perf_counter() - t1
+                groups += chunk
+                verifying.append(verifier.submit(_timed, pool.verify_states, [
+                    VerifyRequest(tid, turn, [s.text for s in group])
+                    for (tid, turn), group in zip(states[lo : lo + per_chunk], chunk, strict=True)]))
+            verified = [f.result() for f in verifying]
+        t_rollout = time.perf_counter() - t2  # sampling and verification, overlapped
+        t_ver = sum(seconds for _, seconds in verified)  # the verification thread's busy time
         rewards, invalid, categories = [], [], Counter()
-        verdict_groups = pool.verify_states([VerifyRequest(tid, turn, [s.text for s in group])
-                                             for (tid, turn), group in zip(states, groups, strict=True)])
-        for verdicts in verdict_groups:
+        for verdicts in (v for out, _ in verified for v in out):
             rewards.append([v.score for v in verdicts])
             invalid.append([v.method == "error" for v in verdicts])
             categories.update(v.category for v in verdicts)
-        t_ver = time.perf_counter() - t2
-        accounting["sandbox_seconds"] += t_env + t_ver
+        accounting["sandbox_seconds"] += t_ver
 
         # -- advantages: (P, G), P = this rank's pivots
         r = torch.tensor(rewards, dtype=torch.float32)
@@ -564,6 +603,7 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
             "loss/max_abs_log_ratio": _max(accel, max_log_ratio),
             "time/generation_s": t_gen, "time/environment_s": t_env, "time/verification_s": t_ver,
             "time/update_s": t_upd, "time/weight_sync_s": t_sync, "time/step_s": step_time,
+            "time/rollout_s": _max(accel, t_rollout),
             **{f"verify/{cfg.domain}/{k}": v for k, v in sorted(categories.items())},
         }
         if device.startswith("cuda"):
@@ -588,11 +628,16 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
             if new_pivots:
                 pivots = new_pivots
                 log(f"re-profiled: {len(pivots)} pivots")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        if on_eval is not None and eval_every > 0 and ((step + 1) % eval_every == 0 or step + 1 == cfg.steps):
+            stop = evaluate(step + 1)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps or stop:
             if is_main:
                 save_checkpoint(out, step + 1, policy, optimizer, pivots)
             if accel is not None:
                 accel.wait_for_everyone()
+        if stop:
+            log(f"stopped after step {step + 1} (on_eval)")
+            break
     if writer is not None:
         writer.close()
     if wandb_run is not None:
@@ -601,9 +646,9 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
         sampler.close()
     pool.close()
     env.close()
-    accounting["wall_clock_s"] = time.perf_counter() - wall_start
+    accounting["wall_clock_s"] = time.perf_counter() - wall_start - eval_s
     summary = {"final": last, "compute": accounting, "pivots": len(pivots), "world_size": world,
-               "sampler": cfg.sampler}
+               "sampler": cfg.sampler, "steps_done": last.get("step", start_step), "eval_seconds": eval_s}
     if is_main:
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -611,6 +656,12 @@ def train(cfg: TrainConfig, log: Any = print) -> dict[str, Any]:
 
 def _quiet(*_: Any) -> None:
     """The log of ranks other than 0."""
+
+
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    """``fn(*args)`` and the seconds it took (run on the verification thread)."""
+    t = time.perf_counter()
+    return fn(*args), time.perf_counter() - t
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:
