@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.pivotrl import group_advantages, policy_loss, tensorboard_writer
+from agents.pivotrl import EvalCallback, group_advantages, policy_loss, tensorboard_writer
 from pivot_envs.core import TrajectoryEnv
 
 
@@ -100,14 +100,26 @@ def rollout_episodes(envs: list[TrajectoryEnv], policy: Any, trajectory_ids: lis
     return results
 
 
-def train_e2e(cfg: E2EConfig, log: Any = print, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def train_e2e(cfg: E2EConfig, log: Any = print, on_step: Callable[[int, int], None] | None = None,
+              on_eval: EvalCallback | None = None, eval_every: int = 0) -> dict[str, Any]:
     """Run end-to-end GRPO; returns final metrics and compute accounting.
 
-    ``on_step(done, total)`` is called after every optimizer step (progress bars).
+    ``on_step(done, total)`` is called after every optimizer step (progress bars). ``on_eval(step, policy,
+    compute)`` is called before the first step (step 0), every ``eval_every`` steps and after the last one,
+    as in :func:`agents.pivotrl.train`: its seconds are not counted as training, and True stops training.
     """
     from agents.policies.hf import HFPolicy, sequence_logprobs
 
     start = time.perf_counter()
+    eval_s = 0.0  # seconds spent in on_eval
+
+    def evaluate(step_done: int) -> bool:
+        nonlocal eval_s
+        t = time.perf_counter()
+        stop = on_eval(step_done, policy, {**compute, "wall_clock_s": t - start - eval_s})
+        eval_s += time.perf_counter() - t
+        return bool(stop)
+
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -128,6 +140,8 @@ def train_e2e(cfg: E2EConfig, log: Any = print, on_step: Callable[[int, int], No
     metrics_path.write_text("")
     writer = tensorboard_writer(out) if cfg.tensorboard else None
     last: dict[str, Any] = {}
+    if on_eval is not None:
+        evaluate(0)
     for step in range(cfg.steps):
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, step])
@@ -172,13 +186,18 @@ def train_e2e(cfg: E2EConfig, log: Any = print, on_step: Callable[[int, int], No
             on_step(step + 1, cfg.steps)
         log(f"e2e step {step + 1}/{cfg.steps}: episode reward {last['rollout/episode_reward']:.3f}, "
             f"{last['rollout/turns_per_episode']:.1f} turns/episode")
+        if on_eval is not None and eval_every > 0 and ((step + 1) % eval_every == 0 or step + 1 == cfg.steps):
+            if evaluate(step + 1):
+                log(f"e2e stopped after step {step + 1} (on_eval)")
+                break
     if writer is not None:
         writer.close()
     final = out / "final"
     model.save_pretrained(final, safe_serialization=True)
     tok.save_pretrained(final)
-    compute["wall_clock_s"] = time.perf_counter() - start
-    summary = {"final": last, "compute": compute, "model": str(final)}
+    compute["wall_clock_s"] = time.perf_counter() - start - eval_s
+    summary = {"final": last, "compute": compute, "model": str(final), "steps_done": last.get("step", 0),
+               "eval_seconds": eval_s}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     for e in envs:
         e.close()

@@ -46,6 +46,8 @@ class TurnEvalResult:
     categories: Counter[str] = field(default_factory=Counter)
     methods: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    per_trajectory: dict[str, list[float]] = field(default_factory=dict)
+    """Each scored turn's reward, per trajectory id, in turn order (the clusters of a bootstrap interval)."""
 
     @property
     def accuracy(self) -> float:
@@ -54,7 +56,8 @@ class TurnEvalResult:
     def to_dict(self) -> dict[str, Any]:
         return {"policy": self.policy, "turns": self.turns, "accuracy": self.accuracy, "invalid": self.invalid,
                 "generated_tokens": self.generated_tokens, "categories": dict(self.categories.most_common()),
-                "methods": dict(self.methods.most_common()), "seconds": self.seconds}
+                "methods": dict(self.methods.most_common()), "seconds": self.seconds,
+                "per_trajectory": self.per_trajectory}
 
 
 @dataclass
@@ -118,9 +121,10 @@ def evaluate_turns(
         samples = policy.sample([obs for obs, _ in pairs], n=1, infos=[info for _, info in pairs])
         verdicts = pool.verify_states([VerifyRequest(tid, turn, [group[0].text])
                                        for (tid, turn), group in zip(batch, samples, strict=True)])
-        for group, (verdict,) in zip(samples, verdicts, strict=True):
+        for (tid, _), group, (verdict,) in zip(batch, samples, verdicts, strict=True):
             result.turns += 1
             result.reward_sum += float(verdict.score)
+            result.per_trajectory.setdefault(tid, []).append(float(verdict.score))
             result.invalid += verdict.method == "error"
             result.generated_tokens += len(group[0].token_ids or ())
             result.categories[verdict.category] += 1
