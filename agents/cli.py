@@ -599,24 +599,33 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Tiny sizes: the whol
 
 
 @app.command("bench")
-def bench(out: Path | None = typer.Option(None, "--out", help="Also write the figures as JSON here."),
+def bench(out: Path | None = typer.Option(None, "--out", help="Also write the figures as JSON here, and the "
+                                          "table of targets as Markdown beside it (same name, .md)."),
           as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-          repeats: int = typer.Option(20, min=1, help="Repetitions per measurement (median is reported).")) -> None:
-    """Measure reset and fork latencies; print them as tables (or JSON)."""
-    from agents.bench import run_all, tables
+          repeats: int = typer.Option(20, min=1, help="Repetitions per measurement (median is reported)."),
+          docker: bool | None = typer.Option(None, "--docker/--no-docker", show_default=False,
+                                             help="Docker figures (execution verdicts, restore, fork); default: "
+                                                  "when a daemon answers."),
+          profile: bool = typer.Option(False, "--profile", help="Also measure profiling overlap with the demo's "
+                                                                "base model (minutes on CPU).")) -> None:
+    """Measure restore, fork and verification speed (and profiling overlap); print tables (or JSON)."""
+    from agents.bench import markdown, run_all, tables
 
-    result = run_all(repeats=repeats)
+    result = run_all(repeats=repeats, docker=docker, profile=profile)
     text = json.dumps(result, indent=2)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
     if as_json:
         print(text)
+    table = markdown(result)
         return
-    for table in tables(result):
-        console.print(table)
+    for rich_table in tables(result):
+        console.print(rich_table)
+    console.print(table, markup=False, highlight=False)
+        out.with_suffix(".md").write_text(table, encoding="utf-8")
     if out:
-        console.print(f"JSON: {out}")
+        console.print(f"JSON: {out}; Markdown: {out.with_suffix('.md')}")
 
 
 @sandbox_app.command("build-image")

@@ -57,9 +57,20 @@ State. A sandbox's world is its container's file system; :meth:`DockerSandbox.st
 give equal digests on both backends. ``/tmp`` is scratch, not state. Processes are never state: they
 do not survive a command, and snapshots do not capture them.
 
-Snapshots are ``docker commit`` of the container (without pausing it: no command runs between calls),
-about 0.1 s; restore and fork start new containers from the snapshot image (about 0.2 s each, forks in
-parallel). Committing from a container that was itself made from a snapshot stacks one more layer;
+Snapshots are **world archives** by default (:mod:`sandboxes.worlds`): a tar of ``/workspace`` and the
+command user's home, read by the daemon and kept in host memory. A restore extracts it in place, in the
+same exec as the next command, after emptying the world trees, ``/tmp``, ``/dev/shm`` and the IPC
+namespace; a fork leases a warm worker container from the process's shelf and does the same, and also
+hashes the workspace in that exec (after the sweep, isolated, exactly as :meth:`state_digest`), so a
+verifier's twin-fork verdict costs one ``docker exec``. Closed forks go back to the shelf; the shelf's
+idle containers are labelled like any other and removed at exit. The hardening above is unchanged: the
+reset runs as the command user, before the command, with no more rights than the command has. A world
+archive is only valid when the user can write nothing else: an image where a probe finds other writable
+paths, and a root sandbox, take image snapshots instead.
+
+Image snapshots (``snapshots="image"``) are ``docker commit`` of the container (without pausing it: no
+command runs between calls), about 0.1 s; restore and fork start new containers from the snapshot image
+(about 0.2 s each, forks in parallel). Committing from a container that was itself made from a snapshot stacks one more layer;
 when a snapshot would be more than :data:`MAX_CHAIN` layers above its base image, it is flattened
 instead (``docker export`` of the container streamed into ``docker import``: exact for any image and
 user, about 3-4 s for our image), so chains stay far below overlay2's limit of about 125 layers.

@@ -221,13 +221,17 @@ def test_bench_prints_a_table_and_writes_json(tmp_path, monkeypatch):
     import agents.bench as bench
 
     figures = {"reset_inprocess": bench.bench_reset(ks=(1, 4), repeats=1)}
-    monkeypatch.setattr(bench, "run_all", lambda repeats: figures)
+    asked = []
+    monkeypatch.setattr(bench, "run_all", lambda **kw: asked.append(kw) or figures)
     out = tmp_path / "bench.json"
-    result = runner.invoke(app, ["bench", "--out", str(out)], terminal_width=200)
+    result = runner.invoke(app, ["bench", "--out", str(out), "--no-docker"], terminal_width=200)
     assert result.exit_code == 0, result.output
+    assert asked[-1] == {"repeats": 20, "docker": False, "profile": False}
     assert "Reset to turn k" in result.output and "in-process" in result.output
     for row in figures["reset_inprocess"]["rows"]:
         assert f"{row['speedup']:.1f}x" in result.output
     assert json.loads(out.read_text()) == figures
+    table = out.with_suffix(".md").read_text()  # the Markdown table of targets the README quotes
+    assert table.startswith("| figure | target | measured |") and "in-process restore at k=4" in table
     as_json = runner.invoke(app, ["bench", "--json"])
     assert json.loads(as_json.stdout) == figures
