@@ -177,6 +177,9 @@ class LocalVerifierPool:
         owns_env: Close ``env`` in :meth:`close`.
     """
 
+    thread_safe = False
+    """One env, one current state: calls must not overlap (profiling verifies one batch at a time here)."""
+
     def __init__(self, env: TrajectoryEnv, verifier: str | Verifier | None = None, *, owns_env: bool = False):
         self._worker = _StateWorker(env, make_verifier(verifier) if isinstance(verifier, str) else verifier)
         self.owns_env = owns_env
@@ -223,6 +226,10 @@ class VerifierPool:
     Call :func:`connect` first. The actors are spread over nodes (Ray's ``SPREAD`` strategy). Each
     trajectory belongs to one actor (see the module docstring, "Routing"): :meth:`actor_of`.
     """
+
+    thread_safe = True
+    """Calls from several threads may overlap (each actor runs its calls in arrival order), so pipelined
+    profiling keeps up to ``pipeline_depth`` batches verifying at once: no actor idles at a batch's tail."""
 
     def __init__(
         self,

@@ -11,7 +11,8 @@ seed depends only on its index, so a run killed midway and resumed writes exactl
 uninterrupted run would.
 
 Pipelined (``ProfileConfig.pipeline``, the default): the policy samples batch b+1 on the calling thread
-while one verification thread restores and scores batch b, so the wall-clock approaches
+while a verification thread restores and scores batch b (a Ray pool takes several batches at once), so
+the wall-clock approaches
 max(generation, verification) instead of their sum. The policy is only ever used from the calling
 thread, in batch order, reseeded before each batch exactly as in the sequential path, and rows are
 written in batch order, so both paths write the same bytes. Prompts are built from the records
@@ -55,7 +56,8 @@ class ProfileConfig:
         pipeline: Sample the next batches while a thread verifies the current one (same rows as
             ``pipeline=False``, the sequential path kept for comparison). Not part of the cache key.
         pipeline_depth: Batches sampled but not yet written, at most (bounds memory and how far
-            sampling runs ahead of verification).
+            sampling runs ahead of verification); with a pool that takes overlapping calls (Ray), also
+            how many batches verify at once.
     """
 
     k: int = 8
@@ -231,7 +233,10 @@ def profile(
         for b in range(first_batch, stop):
             write(b, verify(b, *generate(b)))
     else:
-        verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pivotrl-profile-verify")
+        # One verifying thread for an in-process pool (one env); a pool that takes overlapping calls (Ray
+        # actors) gets up to pipeline_depth batches at once. Rows are written in batch order either way.
+        workers = config.pipeline_depth if getattr(pool, "thread_safe", False) else 1
+        verifier = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pivotrl-profile-verify")
         pending: deque[tuple[int, Future[tuple[list[dict[str, Any]], int]]]] = deque()
         try:
             for b in range(first_batch, stop):

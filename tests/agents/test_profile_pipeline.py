@@ -154,6 +154,45 @@ def test_sampling_runs_at_most_pipeline_depth_batches_ahead_of_the_rows_written(
     env.close()
 
 
+class ThreadLocalPool:
+    """A pool that takes overlapping calls (as the Ray pool does): each verifying thread has its own env."""
+
+    thread_safe = True
+
+    def __init__(self, records, hook):
+        self.records, self.hook, self.calls = records, hook, 0
+        self.lock, self.local, self.envs = threading.Lock(), threading.local(), []
+
+    def verify_states(self, requests):
+        with self.lock:
+            call, self.calls = self.calls, self.calls + 1
+        self.hook(call)
+        if not hasattr(self.local, "pool"):
+            env = TrajectoryEnv(self.records, domain="tool_use")
+            self.envs.append(env)
+            self.local.pool = LocalVerifierPool(env)
+        return self.local.pool.verify_states(requests)
+
+
+def test_a_pool_taking_overlapping_calls_verifies_batches_at_once_and_rows_stay_in_order(records, tmp_path):
+    started = [threading.Event() for _ in range(32)]
+    overlapped = []
+
+    def hook(call):
+        started[call].set()
+        if call == 0:  # the first verification waits for a second one to start beside it
+            overlapped.append(started[1].wait(timeout=30))
+
+    pool = ThreadLocalPool(records, hook)
+    seq = profile(_env(records), MixedAgent(records), tmp_path / "seq", ProfileConfig(**CFG, pipeline=False))
+    pipe = profile(_env(records), MixedAgent(records), tmp_path / "pipe", ProfileConfig(**CFG, pipeline_depth=2),
+                   pool=pool)
+    assert overlapped == [True] and len(pool.envs) == 2
+    assert (pipe.directory / "rows.jsonl").read_bytes() == (seq.directory / "rows.jsonl").read_bytes()
+    for env in pool.envs:
+        env.close()
+
+
 def test_interrupted_pipelined_run_resumes_to_the_same_rows(records, tmp_path):
     env = _env(records)
     full = profile(env, MixedAgent(records), tmp_path / "full", ProfileConfig(**CFG, pipeline=False))
@@ -206,8 +245,18 @@ def test_observation_is_the_reset_observation_without_a_restore(records):
 
 def test_pipelined_rows_with_the_tiny_hf_model(tmp_path):
     """The demo's tiny base model, really sampling (seeded per batch): pipelined = sequential, byte for byte."""
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from agents.core import make_policy
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model gains nothing from more; on a busy 2-core machine they spin
+    try:
+        _tiny_hf_rows_match(make_policy, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tiny_hf_rows_match(make_policy, tmp_path):
 
     records = get_domain("tool_use").load(strict=True)[:2]
     cfg = {"k": 2, "states_per_batch": 2, "seed": 3}
