@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -78,6 +79,7 @@ def bench_profile_overlap(
     model: str | Path = DEMO_BASE,
     seed: int = 0,
     torch_threads: int | None = 1,
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Pure generation, pure verification and pipelined profiling wall-clock on ``domain``'s first records.
 
@@ -94,7 +96,10 @@ def bench_profile_overlap(
             the verifier's processes, and on a 2-core machine under load the same samples took 21.8 s with
             2 threads against 2.7 s with 1 (the tiny model gains nothing from a second thread).
 
-    Returns a JSON-able dict: the seconds of each part, ``ratio`` (pipelined wall / max(generation,
+        repeats: Sequential and pipelined runs each, alternating which goes first; medians are reported
+            (on a shared machine the load drifts between runs, and one pair can even show a ratio below 1).
+
+    Returns a JSON-able dict: the seconds of each part (medians), ``ratio`` (pipelined wall / max(generation,
     verification)), ``sequential_ratio``, ``rows_identical``, sizes, backend and load averages.
     """
     import torch
@@ -116,31 +121,38 @@ def bench_profile_overlap(
             profile(env, policy, work / "warmup", ProfileConfig(**base, pipeline=False), max_batches=1,
                     candidates=candidates)
             env.close()
-            runs = {}
-            for name, pipeline in (("sequential", False), ("pipelined", True)):
-                env = TrajectoryEnv(records, domain=domain)  # a cold snapshot cache for each run
-                runs[name] = profile(env, policy, work / name, ProfileConfig(**base, pipeline=pipeline,
-                                                                             pipeline_depth=pipeline_depth),
-                                     candidates=candidates)
-                env.close()
-        seq, pipe = runs["sequential"], runs["pipelined"]
-        identical = (seq.directory / "rows.jsonl").read_bytes() == (pipe.directory / "rows.jsonl").read_bytes()
+            runs: dict[str, list[Any]] = {"sequential": [], "pipelined": []}
+            order = [("sequential", False), ("pipelined", True)]
+            for r in range(repeats):  # alternating order: a load that drifts during the run favours neither
+                for name, pipeline in order if r % 2 == 0 else order[::-1]:
+                    env = TrajectoryEnv(records, domain=domain)  # a cold snapshot cache for each run
+                    runs[name].append(profile(env, policy, work / f"{name}-{r}",
+                                              ProfileConfig(**base, pipeline=pipeline, pipeline_depth=pipeline_depth),
+                                              candidates=candidates))
+                    env.close()
+        first = (runs["sequential"][0].directory / "rows.jsonl").read_bytes()
+        identical = all((res.directory / "rows.jsonl").read_bytes() == first for rs in runs.values() for res in rs)
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
-    generation, verification = seq.generation_seconds, seq.sandbox_seconds
+    seq, pipe = runs["sequential"], runs["pipelined"]
+
+    def median(values: list[float]) -> float:
+        return round(statistics.median(values), 3)
+
+    generation, verification = median([x.generation_seconds for x in seq]), median([x.sandbox_seconds for x in seq])
     slowest = max(generation, verification, 1e-9)
+    seq_s, pipe_s = median([x.seconds for x in seq]), median([x.seconds for x in pipe])
     return {
         "benchmark": "profile_overlap", "domain": domain, "backend": chosen, "model": str(model),
-        "trajectories": len(records), "states": len(seq.rows), "samples": len(seq.rows) * k, "k": k,
+        "trajectories": len(records), "states": len(seq[0].rows), "samples": len(seq[0].rows) * k, "k": k,
         "states_per_batch": states_per_batch, "max_new_tokens": max_new_tokens, "pipeline_depth": pipeline_depth,
-        "generated_tokens": seq.generated_tokens, "torch_threads": torch_threads or threads,
-        "generation_s": round(generation, 3), "verification_s": round(verification, 3),
-        "sequential_s": round(seq.seconds, 3), "pipelined_s": round(pipe.seconds, 3),
-        "pipelined_generation_s": round(pipe.generation_seconds, 3),
-        "pipelined_verification_s": round(pipe.sandbox_seconds, 3),
-        "ratio": round(pipe.seconds / slowest, 3), "sequential_ratio": round(seq.seconds / slowest, 3),
-        "speedup_over_sequential": round(seq.seconds / max(pipe.seconds, 1e-9), 3),
+        "generated_tokens": seq[0].generated_tokens, "torch_threads": torch_threads or threads, "repeats": repeats,
+        "generation_s": generation, "verification_s": verification, "sequential_s": seq_s, "pipelined_s": pipe_s,
+        "pipelined_generation_s": median([x.generation_seconds for x in pipe]),
+        "pipelined_verification_s": median([x.sandbox_seconds for x in pipe]),
+        "ratio": round(pipe_s / slowest, 3), "sequential_ratio": round(seq_s / slowest, 3),
+        "speedup_over_sequential": round(seq_s / max(pipe_s, 1e-9), 3),
         "rows_identical": identical,
         "machine": {"cores": os.cpu_count(), "load_before": [round(x, 2) for x in load_before],
                     "load_after": [round(x, 2) for x in os.getloadavg()]},
@@ -172,8 +184,15 @@ def bench_verification_scaling(
 
     records, policy, candidates = _setup(domain, trajectories, model, max_new_tokens, k)
     env = TrajectoryEnv(records, domain=domain)
-    policy.reseed(seed)
-    groups = policy.sample([env.observation(c.trajectory_id, c.turn)[0] for c in candidates], n=k)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # untimed, but on a busy machine two threads spin (see bench_profile_overlap)
+    try:
+        policy.reseed(seed)
+        groups = policy.sample([env.observation(c.trajectory_id, c.turn)[0] for c in candidates], n=k)
+    finally:
+        torch.set_num_threads(threads)
     requests = [VerifyRequest(c.trajectory_id, c.turn, [s.text for s in g]) for c, g in zip(candidates, groups,
                                                                                              strict=True)]
     started = not ray.is_initialized()
@@ -194,10 +213,13 @@ def bench_verification_scaling(
                 t = time.perf_counter()
                 out = pool.verify_states(requests)
                 seconds = time.perf_counter() - t
-            same = verdicts is None or out == verdicts
             verdicts = verdicts or out
+            differ = [(r.trajectory_id, r.turn, j, str(a)[:120], x.to_dict(), y.to_dict())
+                      for r, xs, ys in zip(requests, verdicts, out, strict=True)
+                      for j, (a, x, y) in enumerate(zip(r.actions, xs, ys, strict=True)) if x != y]
             rows.append({"actors": n, "seconds": round(seconds, 3), "verdicts": sum(len(g) for g in out),
-                         "verdicts_per_s": round(sum(len(g) for g in out) / seconds, 2), "same_verdicts": same})
+                         "verdicts_per_s": round(sum(len(g) for g in out) / seconds, 2),
+                         "differing_verdicts": len(differ), "differing_examples": differ[:3]})
     finally:
         env.close()
         if started:
@@ -220,6 +242,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--backend", choices=("docker", "local", "auto"), default=None)
     parser.add_argument("--torch-threads", type=int, default=1, help="0: leave torch's default")
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--actors", type=int, nargs="*", help="instead: verification on 1, 2, ... Ray actors")
     args = parser.parse_args()
     if args.actors:
@@ -228,5 +251,5 @@ if __name__ == "__main__":
     else:
         out = bench_profile_overlap(args.domain, trajectories=args.trajectories, k=args.k,
                                     states_per_batch=args.states_per_batch, max_new_tokens=args.max_new_tokens,
-                                    backend=args.backend, torch_threads=args.torch_threads or None)
+                                    backend=args.backend, torch_threads=args.torch_threads or None, repeats=args.repeats)
     print(json.dumps(out, indent=2))
