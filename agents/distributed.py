@@ -220,7 +220,8 @@ class VerifierPool:
         num_cpus: CPUs Ray reserves for each actor (fractions allowed).
         chunk_size: States per remote call within one actor's share of a call; default = the whole share
             (one remote call per actor).
-        cache_size, strict: Passed to each actor's ``TrajectoryEnv``.
+        cache_size, snapshot_budget_bytes, strict: Passed to each actor's ``TrajectoryEnv`` (the budget is
+            per actor: a node's memory holds its actors' budgets).
         startup_timeout: Seconds to wait for every actor to build its env before failing.
 
     Call :func:`connect` first. The actors are spread over nodes (Ray's ``SPREAD`` strategy). Each
@@ -241,6 +242,7 @@ class VerifierPool:
         num_cpus: float = 1.0,
         chunk_size: int | None = None,
         cache_size: int = 4096,
+        snapshot_budget_bytes: int | None = 1 << 30,
         strict: bool = False,
         startup_timeout: float = 120.0,
     ):
@@ -266,7 +268,8 @@ class VerifierPool:
         self._ray = ray
         records = ray.put([t.to_dict() for t in trajectories])  # shipped once, not once per actor
         actor_cls = ray.remote(_RayWorker).options(num_cpus=num_cpus, scheduling_strategy="SPREAD")
-        self._actors = [actor_cls.remote(records, domain, verifier, cache_size, strict) for _ in range(num_actors)]
+        self._actors = [actor_cls.remote(records, domain, verifier, cache_size, strict, snapshot_budget_bytes)
+                        for _ in range(num_actors)]
         try:
             ray.get([a.ready.remote() for a in self._actors], timeout=startup_timeout)
         except ray.exceptions.GetTimeoutError as exc:
@@ -288,6 +291,7 @@ class VerifierPool:
         # The env's own verifier setting (a name, an instance or None) has no public accessor yet.
         verifier = verifier if verifier is not None else env._verifier_spec
         kwargs.setdefault("cache_size", env.cache.max_size if env.cache is not None else 0)
+        kwargs.setdefault("snapshot_budget_bytes", env.cache.max_bytes if env.cache is not None else 0)
         return cls(list(env.trajectories.values()), domain, verifier, strict=env.strict, **kwargs)
 
     @property
@@ -380,9 +384,9 @@ class _RayWorker(_StateWorker):
     """The actor: builds its own env from the records (so its sandboxes live in its process)."""
 
     def __init__(self, records: list[dict[str, Any]], domain: str | Domain, verifier: str | Verifier | None,
-                 cache_size: int, strict: bool):
+                 cache_size: int, strict: bool, snapshot_budget_bytes: int | None = 1 << 30):
         env = TrajectoryEnv([record_from_dict(r) for r in records], domain=domain, verifier=verifier,
-                            cache_size=cache_size, strict=strict)
+                            cache_size=cache_size, snapshot_budget_bytes=snapshot_budget_bytes, strict=strict)
         super().__init__(env)
 
     def node_id(self) -> str:
