@@ -580,21 +580,27 @@ def eval_compare(dirs: list[Path] = typer.Argument(..., help="Output directories
 
 @app.command("demo")
 def demo(quick: bool = typer.Option(False, "--quick", help="Tiny sizes: the whole pipeline in minutes (default output runs/demo-quick)."),
+         full: bool = typer.Option(False, "--full", help="Three seeds, both ablations, about 400 held-out turns per "
+                                   "domain, and PivotRL vs E2E RL checkpoint curves at equal accuracy (default output "
+                                   "runs/demo-full)."),
          random_turns: bool = typer.Option(False, "--random-turns",
                                            help="Ablation: also train PivotRL on random turns instead of pivots."),
          exact_match_reward: bool = typer.Option(False, "--exact-match-reward",
                                                  help="Ablation: also train PivotRL with an exact-match reward."),
          out: Path | None = typer.Option(None, help="Where the models and the report are written "
-                                         "(default runs/demo, or runs/demo-quick with --quick)."),
-         cache_dir: Path | None = typer.Option(None, help="Base-model cache (default ~/.cache/pivotrl/demo)."),
+                                         "(default runs/demo, runs/demo-quick with --quick, runs/demo-full with --full)."),
+         cache_dir: Path | None = typer.Option(None, help="Cache of base models and generated held-out data "
+                                               "(default ~/.cache/pivotrl/demo)."),
          rebuild_base: bool = typer.Option(False, "--rebuild-base",
                                            help="Train the base model here instead of using the built-in one."),
          seed: int = typer.Option(0, help="Random seed (another seed also trains another base model).")) -> None:
     """Base vs SFT vs PivotRL vs end-to-end RL on the bundled data, on CPU; writes OUT/report.md."""
     from agents.demo import run_demo
 
-    out = out or Path("runs/demo-quick" if quick else "runs/demo")
-    run_demo(out, quick=quick, random_turns=random_turns, exact_match_reward=exact_match_reward, seed=seed,
+    if quick and full:
+        raise typer.BadParameter("--quick and --full are two different plans: pick one")
+    out = out or Path("runs/demo-quick" if quick else "runs/demo-full" if full else "runs/demo")
+    run_demo(out, quick=quick, full=full, random_turns=random_turns, exact_match_reward=exact_match_reward, seed=seed,
              cache_dir=cache_dir, rebuild_base=rebuild_base, console=console)
 
 
@@ -613,17 +619,17 @@ def bench(out: Path | None = typer.Option(None, "--out", help="Also write the fi
 
     result = run_all(repeats=repeats, docker=docker, profile=profile)
     text = json.dumps(result, indent=2)
+    table = markdown(result)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n", encoding="utf-8")
+        out.with_suffix(".md").write_text(table, encoding="utf-8")
     if as_json:
         print(text)
-    table = markdown(result)
         return
     for rich_table in tables(result):
         console.print(rich_table)
     console.print(table, markup=False, highlight=False)
-        out.with_suffix(".md").write_text(table, encoding="utf-8")
     if out:
         console.print(f"JSON: {out}; Markdown: {out.with_suffix('.md')}")
 

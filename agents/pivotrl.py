@@ -399,6 +399,8 @@ def train(cfg: TrainConfig, log: Any = print, on_eval: EvalCallback | None = Non
         device = str(accel.device)  # cuda:LOCAL_RANK under a launcher
     rank, world = (accel.process_index, accel.num_processes) if accel is not None else (0, 1)
     is_main = rank == 0
+    if on_eval is not None and accel is not None:
+        raise NotImplementedError("on_eval runs in one process only")
     if not is_main:
         log = _quiet
     if cfg.bf16:
@@ -447,15 +449,13 @@ def train(cfg: TrainConfig, log: Any = print, on_eval: EvalCallback | None = Non
         s = info["summary"]
         log(f"profiled {s['states']} states: zero-variance {s['zero_variance_share']:.1%}, "
             f"{len(pivots)} pivots ({s['pivot_yield']:.1%} yield), report in {info['directory']}")
+        if on_eval is not None:
+            evaluate(0)  # the starting policy after profiling (even without pivots; cannot stop the run)
     if not pivots:
         raise NoPivotsError("no pivots: every profiled state had zero reward variance. Check the verifier "
                            "(profile report) or raise temperature / profile_k; random_turns=true trains anyway.")
     if accel is not None:
-        if on_eval is not None:
-            raise NotImplementedError("on_eval runs in one process only")
         model, optimizer = accel.prepare(model, optimizer)  # DDP across ranks; after the optimizer state loaded
-    if on_eval is not None and start_step == 0:
-        evaluate(0)  # the starting policy, after profiling (its answer cannot stop a run before step 1)
     stop = False
 
     metrics_path = out / "metrics.jsonl"

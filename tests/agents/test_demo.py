@@ -14,29 +14,50 @@ from agents.demo import DOMAINS, FULL, QUICK, SHIPPED_BASE, Narrator, Stage, bui
 METHOD_ROWS = {"base", "sft", "pivotrl", "e2e"}
 
 
+def _interval(x):
+    """An estimate of the report: a value in [0, 1] inside its 95% interval."""
+    assert set(x) >= {"value", "lo", "hi", "units", "clusters"}, x
+    assert 0.0 <= x["lo"] <= x["value"] <= x["hi"] <= 1.0, x
+    return x["value"]
+
+
 def _check_report(out, report):
     tables = report["tables"]
     assert {r["method"] for r in tables["in_domain"]} == METHOD_ROWS
     for row in tables["in_domain"]:
         for d in DOMAINS:
-            for kind in ("turn", "episode"):
-                assert 0.0 <= row[f"{d}/{kind}"] <= 1.0, (row["method"], d, kind)
-        assert 0.0 <= row["average"] <= 1.0
+            turns = _interval(row[f"{d}/turn"])
+            _interval(row[f"{d}/episode"])
+            assert row[f"{d}/turn"]["units"] == report["heldout"][d]["turns"]  # every held-out turn is scored
+            assert row[f"{d}/turn"]["clusters"] == report["heldout"][d]["trajectories"]  # clusters = trajectories
+            if row["method"] != "base":
+                assert turns == pytest.approx(sum(row[f"{d}/turn_per_seed"]) / len(report["seeds"]))
+        _interval(row["average"])
     assert {r["method"] for r in tables["ood"]} == METHOD_ROWS
     for row in tables["ood"]:
-        assert 0.0 <= row["average"] <= 1.0
-        assert set(row) >= {"arithmetic", "strings", "facts", "change"}
+        for col in ("average", "arithmetic", "strings", "facts"):
+            _interval(row[col])
+        if row["method"] == "base":
+            assert row["change"] is None
+        else:
+            assert row["change"]["lo"] <= row["change"]["value"] <= row["change"]["hi"]
     assert {(r["method"], r["domain"]) for r in tables["compute"]} == {
         (m, d) for m in METHOD_ROWS - {"base"} for d in DOMAINS}
     for row in tables["compute"]:
         assert row["wall_clock_s"] >= 0 and row["rollout_turns"] >= 0
         if row["method"] in ("pivotrl", "e2e"):
             assert row["rollout_turns"] > 0, row  # RL methods sample; SFT does not
+    for x in tables["differences"]:  # paired differences: significant exactly when the interval excludes 0
+        assert x["significant"] == (x["estimate"]["lo"] > 0 or x["estimate"]["hi"] < 0)
+    assert set(tables["claims"]) == {"a", "b", "c", "d"}
+    for claim in tables["claims"].values():
+        assert claim["verdict"] in ("reproduced", "not reproduced", "inconclusive")
     for d in DOMAINS:  # the sanity rows: the demonstration scores everything, random nothing
         assert report["sanity"][d]["replay"] == {"turn": 1.0, "episode": 1.0}
         assert report["sanity"][d]["random"]["turn"] <= 0.05
     md = (out / "report.md").read_text()
-    for heading in ("Table 1", "Table 2", "Compute per method", "PivotRL profiling"):
+    assert md.index("The paper's claims") < md.index("Table 1")  # the claims table comes first
+    for heading in ("Table 1", "Table 2", "Paired differences", "Compute per method", "PivotRL profiling", "Held-out data"):
         assert heading in md
     for label in ("Base", "SFT", "PivotRL", "E2E RL"):
         assert f"| {label} |" in md
@@ -49,11 +70,13 @@ def _check_report(out, report):
     assert "Where the time went" in md
     for d in DOMAINS:  # every trainer writes TensorBoard logs
         for method in ("sft", "pivotrl", "e2e"):
-            if method == "pivotrl" and report["runs"]["pivotrl"][d].get("pivots") == 0:
+            if method == "pivotrl" and report["runs"]["pivotrl"][d][0].get("pivots") == 0:
                 continue  # no pivots: no GRPO step was logged
             assert list((out / d / method / "tensorboard").glob("events.out.tfevents.*")), (d, method)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # minutes on a quiet machine, many more when it is shared
 def test_demo_quick_runs_end_to_end_from_the_command_line(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
@@ -69,10 +92,11 @@ def test_demo_default_directories_keep_quick_and_full_apart(monkeypatch):
     import agents.demo
 
     seen = []
-    monkeypatch.setattr(agents.demo, "run_demo", lambda out, **kw: seen.append((str(out), kw["quick"])))
-    for args in (["demo"], ["demo", "--quick"]):
+    monkeypatch.setattr(agents.demo, "run_demo", lambda out, **kw: seen.append((str(out), kw["quick"], kw["full"])))
+    for args in (["demo"], ["demo", "--quick"], ["demo", "--full"]):
         assert CliRunner().invoke(app, args).exit_code == 0
-    assert seen == [("runs/demo", False), ("runs/demo-quick", True)]
+    assert seen == [("runs/demo", False, False), ("runs/demo-quick", True, False), ("runs/demo-full", False, True)]
+    assert CliRunner().invoke(app, ["demo", "--quick", "--full"]).exit_code != 0
 
 
 def test_the_overall_bar_weighs_stages_by_expected_cost():
@@ -118,6 +142,7 @@ def test_base_is_trained_once_then_cached(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_two_runs_with_the_same_seed_give_the_same_tables(tmp_path, local_shell_worlds):
     def tables(name):
         report = run_demo(tmp_path / name, plan=TINY, cache_dir=tmp_path / "cache", console=Console(quiet=True),
@@ -135,3 +160,71 @@ def test_two_runs_with_the_same_seed_give_the_same_tables(tmp_path, local_shell_
     assert first == second
     methods = {r["method"] for r in first["in_domain"]}
     assert {"pivotrl_random_turns", "pivotrl_exact_match"} <= methods  # the ablations add rows
+
+
+TINY_FULL = plan_with(TINY, seeds=2, ablations=True, curve_domain="tool_use", curve_every=1,
+                      pivot_steps=(("tool_use", 2), ("terminal", 1)), curve_e2e_steps=3, curve_e2e_every=1,
+                      curve_patience=1, heldout_generated=(("tool_use", 1), ("terminal", 0)))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_full_plan_in_miniature_has_seeds_ablations_curves_and_claims(tmp_path, local_shell_worlds, monkeypatch):
+    import dataclasses
+
+    import agents.pivotrl
+    from agents.profile import select_pivots
+
+    # An untrained tiny model is never right, so no state would be a pivot and PivotRL would not train:
+    # here two random candidate turns stand in for the pivots, so its curve has trained checkpoints.
+    monkeypatch.setattr(agents.pivotrl, "select_pivots", lambda rows, config: select_pivots(
+        rows, dataclasses.replace(config, random_turns=True, cap=2)))
+    out = tmp_path / "full"
+    report = run_demo(out, plan=TINY_FULL, cache_dir=tmp_path / "cache", console=Console(quiet=True))
+    assert report["seeds"] == [0, 1]
+    core = {**report["tables"], **{k: [r for r in report["tables"][k] if r["method"] in METHOD_ROWS]
+                                   for k in ("in_domain", "ood", "compute")}}
+    _check_report(out, {**report, "tables": core})
+    # generated held-out records (seed 2) join the bundled ones, and are said to
+    assert report["heldout"]["tool_use"]["generated"] == 1
+    heldout = (out / "data" / "tool_use-heldout.jsonl").read_text().splitlines()
+    assert len(heldout) == report["heldout"]["tool_use"]["trajectories"] == 3
+    assert json.loads(heldout[-1])["id"].startswith("tooluse-s2-")
+    # every method trained once per seed; the second seed's runs have their own directories
+    for m in ("sft", "pivotrl", "e2e", "pivotrl_random_turns", "pivotrl_exact_match"):
+        assert [r["seed"] for r in report["runs"][m]["tool_use"]] == [0, 1]
+    assert (out / "tool_use" / "sft-seed1").is_dir() and (out / "tool_use" / "e2e-seed1").is_dir()
+    # the equal-accuracy curves: step 0 is the base, compute only grows, E2E RL's later seeds train as long
+    curves = report["curves"]
+    base_acc = report["tables"]["in_domain"][0]["tool_use/turn"]["value"]
+    for m in ("pivotrl", "e2e"):
+        pts = curves[m]
+        assert pts[0]["step"] == 0 and pts[0]["accuracy"] == pytest.approx(base_acc)
+        assert [p["rollout_turns"] for p in pts] == sorted(p["rollout_turns"] for p in pts)
+        assert len(pts[-1]["per_trajectory"]) == 3
+    assert curves["pivotrl"][0]["rollout_turns"] > 0 == curves["e2e"][0]["rollout_turns"]  # profiling counts
+    steps = [r["steps_done"] for r in report["runs"]["e2e"]["tool_use"]]
+    assert steps[0] == curves["e2e"][-1]["step"] and steps[1] == steps[0]
+    # the last checkpoint's score is the final model's Table 1 score (not measured twice)
+    piv = report["evals"]["pivotrl"]["tool_use"][0]["tool_use"]["turn"]
+    assert piv["accuracy"] == curves["pivotrl"][-1]["accuracy"]
+    claims = report["tables"]["claims"]
+    assert claims["c"]["parts"]["PivotRL - random turns"]["estimate"] is not None
+    assert claims["d"]["comparison"]["target"] is not None
+    assert (out / "curves.png").stat().st_size > 1000
+    md = (out / "report.md").read_text()
+    assert "Equal accuracy" in md and "Per-turn accuracy of each seed's model" in md
+    assert json.loads((out / "report.json").read_text())["tables"] == json.loads(json.dumps(report["tables"]))
+
+
+def test_the_full_plan_holds_about_400_held_out_turns_per_domain(tmp_path):
+    from agents.demo import COMPLETE, split_data
+    from agents.evidence import half_width_at
+
+    splits = split_data(tmp_path, COMPLETE, tmp_path / "cache")
+    for d in DOMAINS:
+        turns = sum(len(t.scored_turns) for t in splits[d]["heldout"])
+        assert half_width_at(0.5, turns) <= 0.05, (d, turns)
+        train_ids = {t.id for t in splits[d]["train"]}
+        assert not train_ids & {t.id for t in splits[d]["heldout"]}
+    assert COMPLETE.seeds == 3 and COMPLETE.ablations and COMPLETE.curve_domain
