@@ -86,7 +86,7 @@ class DemoPlan:
     heldout_tasks: tuple[tuple[str, int], ...] = (("tool_use", 15), ("terminal", 10))
     """How many of the held-out trajectories are also played as whole tasks (task success; 0 = all):
     an episode costs its turns again, each a model call on a growing prompt."""
-    train_limit: tuple[tuple[str, int], ...] = (("tool_use", 30), ("terminal", 8))
+    train_limit: tuple[tuple[str, int], ...] = (("tool_use", 20), ("terminal", 8))
     """Training trajectories per domain (taken after the held-out ones; 0 = all the rest). Every method
     trains on the same ones: SFT on their assistant turns, PivotRL profiles all their turns, E2E plays them."""
     # SFT
@@ -121,14 +121,25 @@ class DemoPlan:
     against cumulative rollout turns and wall-clock (claim (d)); empty = no curves."""
     curve_every: int = 5
     """PivotRL steps between checkpoint evaluations."""
-    curve_e2e_steps: int = 24
+    curve_e2e_steps: int = 12
     """E2E RL's step budget on the curve domain (it stops earlier once its curve is flat)."""
-    curve_e2e_every: int = 4
+    curve_e2e_every: int = 3
     """E2E RL steps between checkpoint evaluations."""
     curve_patience: int = 2
     """E2E RL's curve is flat when its last ``curve_patience`` evaluations are not ``curve_min_gain`` above
     every earlier one (step 0 included)."""
     curve_min_gain: float = 0.01
+    # where post-training and scoring run (the base model is built by build_base)
+    device: str = "cpu"
+    """``cpu`` or ``cuda``: SFT, PivotRL, E2E RL and every evaluation (see examples/demo_gpu.py)."""
+    bf16: bool = False
+    """bfloat16 autocast in the trainers (GPU)."""
+    generation_batch_size: int = 32
+    """Rows per ``generate`` call when sampling and scoring; raise it on a GPU."""
+    eval_batch: int = 16
+    """Held-out states restored, sampled and verified together when scoring."""
+    grad_accum: int = 1
+    """PivotRL micro-batches per step (bounds the loss's memory; must divide ``pivots_per_step``)."""
 
     def per_domain(self, field: str, domain: str) -> int:
         return dict(getattr(self, field))[domain]
@@ -152,10 +163,15 @@ QUICK = DemoPlan(  # the same base model as FULL (the built-in one); smaller eve
     e2e_steps=(("tool_use", 1), ("terminal", 1)), e2e_tasks=1, e2e_group=2, max_new_tokens=32, ood_per_family=4,
 )
 COMPLETE = replace(  # `pivotrl demo --full`: three seeds, both ablations, the equal-accuracy curves
-    FULL, heldout=(("tool_use", 60), ("terminal", 50)), heldout_generated=(("tool_use", 0), ("terminal", 55)),
-    train_limit=(("tool_use", 20), ("terminal", 8)), seeds=3, ablations=True, curve_domain="tool_use",
+    FULL, seeds=3, ablations=True, curve_domain="tool_use",
 )
-"""About 400 held-out turns in each domain (terminal: 50 bundled and 55 generated trajectories)."""
+"""The held-out sets of :data:`FULL` (about 400 tool-use turns, 90 terminal ones: each terminal turn costs
+two Docker forks). :data:`COMPLETE_TERMINAL` holds about 400 terminal turns too."""
+COMPLETE_TERMINAL = replace(COMPLETE, heldout=(("tool_use", 60), ("terminal", 50)),
+                            heldout_generated=(("tool_use", 0), ("terminal", 55)))
+"""``--full`` with about 400 held-out terminal turns (50 bundled trajectories and 55 generated with
+:data:`HELDOUT_SEED`): +-5-point intervals in both domains, at the cost of ~300 more Docker-verified
+turns per terminal model."""
 
 METHODS = ("base", "sft", "pivotrl", "e2e")
 LABELS = {"base": "Base", "sft": "SFT", "pivotrl": "PivotRL", "e2e": "E2E RL",
@@ -394,12 +410,13 @@ def plan_stages(plan: DemoPlan, splits: dict[str, dict[str, Any]], variants: dic
             curve = d == plan.curve_domain and k == 0
             stages += [Stage(f"sft:{d}{sx}", f"{d}: SFT{tag}", plan.sft_steps * plan.sft_batch * _SFT_SEQ_S),
                        Stage(f"eval:sft:{d}{sx}", f"{d}: SFT held-out scoring{tag}", eval_cost)]
-            for v in ("pivotrl", *variants.get(d, [])):
+            for v in ("pivotrl", *(variants.get(d, []) if k == 0 else [])):
                 steps = plan.per_domain("pivot_steps", d)
                 rollouts = steps * plan.pivots_per_step * plan.group_size
                 checkpoints = math.ceil(steps / plan.curve_every) - 1 if curve and v == "pivotrl" else 0
+                reused = v == "pivotrl_random_turns"  # reads PivotRL's profile back (see run_demo)
                 stages += [Stage(f"{v}-profile:{d}{sx}", f"{d}: {LABELS[v]} profiling{tag}",
-                                 z["train_turns"] * plan.profile_k * (gen + _VERIFY_S[d])),
+                                 z["train_turns"] * plan.profile_k * (0.002 if reused else gen + _VERIFY_S[d])),
                            Stage(f"{v}-grpo:{d}{sx}", f"{d}: {LABELS[v]} GRPO{tag}"
                                  + (" and checkpoint scoring" if checkpoints else ""),
                                  rollouts * (gen + _VERIFY_S[d] + _UPDATE_S) + checkpoints * turn_eval(d)),
@@ -577,19 +594,24 @@ def _accumulate(update: Callable[..., None]) -> Callable[[int], None]:
 
 def run_pivotrl(name: str, domain: str, base: Path, train_path: Path, out: Path, plan: DemoPlan,
                 narrator: Narrator, *, seed: int = 0, suffix: str = "", on_eval: Callable[..., Any] | None = None,
-                **overrides: Any) -> dict[str, Any]:
+                profile_from: Path | None = None, **overrides: Any) -> dict[str, Any]:
     """Profile pi_0 on the training split, filter pivots, run single-turn GRPO (agents.pivotrl.train).
 
-    ``on_eval`` scores checkpoints every ``plan.curve_every`` steps (the equal-accuracy curves)."""
+    ``on_eval`` scores checkpoints every ``plan.curve_every`` steps (the equal-accuracy curves).
+    ``profile_from``: another run's profiling directory with the same cache key, copied in and read back
+    instead of sampled again (its rollout turns are still counted)."""
     from agents.pivotrl import TrainConfig, train
     from agents.profile import NoPivotsError
 
     shutil.rmtree(out, ignore_errors=True)
+    if profile_from is not None and profile_from.is_dir():
+        shutil.copytree(profile_from, out / "profile")
     steps = plan.per_domain("pivot_steps", domain)
     cfg = TrainConfig(model=str(base), domain=domain, trajectories=str(train_path), out_dir=str(out),
                       profile_k=plan.profile_k, steps=steps, pivots_per_step=plan.pivots_per_step,
                       group_size=plan.group_size, lr=plan.pivot_lr, max_new_tokens=plan.max_new_tokens,
-                      checkpoint_every=steps, tensorboard=True, device="cpu", seed=seed, **overrides)
+                      checkpoint_every=steps, tensorboard=True, device=plan.device, bf16=plan.bf16, seed=seed,
+                      generation_batch_size=plan.generation_batch_size, grad_accum=plan.grad_accum, **overrides)
     if not suffix:
         narrator.say(f"  {LABELS[name]}: sample {plan.profile_k} actions from the base at every expert turn, keep the "
                      "turns where it is sometimes right (pivots), then GRPO on single turns at the pivots.")
@@ -646,7 +668,7 @@ def run_sft(domain: str, base: Path, train_path: Path, out: Path, plan: DemoPlan
     shutil.rmtree(out, ignore_errors=True)
     cfg = SFTConfig(model=str(base), domain=domain, trajectories=str(train_path), out_dir=str(out),
                     steps=plan.sft_steps, batch_size=plan.sft_batch, lr=plan.sft_lr, max_length=plan.max_length,
-                    device="cpu", seed=seed)
+                    device=plan.device, bf16=plan.bf16, seed=seed)
     if not suffix:
         narrator.say("  SFT: imitate the expert (next-token loss on its assistant turns only).")
     key = f"sft:{domain}{suffix}"
@@ -667,7 +689,7 @@ def run_e2e(domain: str, base: Path, train_path: Path, out: Path, plan: DemoPlan
     steps = steps or plan.per_domain("e2e_steps", domain)
     cfg = E2EConfig(model=str(base), domain=domain, trajectories=str(train_path), out_dir=str(out),
                     steps=steps, tasks_per_step=plan.e2e_tasks, group_size=plan.e2e_group, lr=plan.e2e_lr,
-                    max_new_tokens=plan.max_new_tokens, device="cpu", seed=seed)
+                    max_new_tokens=plan.max_new_tokens, device=plan.device, seed=seed)
     if not suffix:
         narrator.say("  E2E RL: play whole tasks with the model; reward = did the task succeed (multi-turn GRPO).")
     key = f"e2e:{domain}{suffix}"
@@ -701,11 +723,12 @@ def checkpoint_scorer(domain: str, splits: dict[str, Any], plan: DemoPlan, narra
             result = base_turn
         else:
             greedy = HFPolicy(policy.model, policy.tokenizer, temperature=0.0, max_new_tokens=plan.max_new_tokens,
-                              name=label)
+                              name=label, batch_size=plan.generation_batch_size)
             env = TrajectoryEnv(heldout, domain=domain)
             try:
                 with narrator.stage(f"{label}: step {step}, held-out {domain} turns", turns) as up:
-                    result = evaluate_turns(env, greedy, on_progress=_accumulate(up)).to_dict()
+                    result = evaluate_turns(env, greedy, batch_size=plan.eval_batch,
+                                            on_progress=_accumulate(up)).to_dict()
             finally:
                 env.close()
         points.append({"step": step, "rollout_turns": int(compute["rollout_turns"]),
@@ -736,8 +759,9 @@ def evaluate_model(model: Path, splits: dict[str, Any], plan: DemoPlan, narrator
         return (shares or {}).get(part, 0.0) / total
 
     with narrator.step(key) if key else contextlib.nullcontext():
-        policy = HFPolicy.from_pretrained(str(model), device="cpu", temperature=0.0,
-                                          max_new_tokens=plan.max_new_tokens, name=label)
+        policy = HFPolicy.from_pretrained(str(model), device=plan.device, temperature=0.0,
+                                          max_new_tokens=plan.max_new_tokens, name=label,
+                                          batch_size=plan.generation_batch_size)
         result: dict[str, Any] = {}
         narrator.say(f"  Scoring {label} on held-out data (greedy): one action at every restored turn, whole tasks, "
                      "and the OOD questions.")
@@ -752,7 +776,8 @@ def evaluate_model(model: Path, splits: dict[str, Any], plan: DemoPlan, narrator
                 turns = sum(len(t.scored_turns) for t in heldout)
                 try:
                     with narrator.stage(f"{label}: held-out {name} turns", turns, key, share(f"{name}/turn")) as up:
-                        per_turn = evaluate_turns(env, policy, on_progress=_accumulate(up)).to_dict()
+                        per_turn = evaluate_turns(env, policy, batch_size=plan.eval_batch,
+                                                  on_progress=_accumulate(up)).to_dict()
                 finally:
                     env.close()
             with narrator.stage(f"{label}: held-out {name} tasks", len(tasks), key, share(f"{name}/episode")) as up:
@@ -870,7 +895,6 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, full: bo
             narrator.say(f"\n[bold]3.{i + 1} {env_id}[/bold]: SFT, PivotRL and end-to-end RL from the same base, "
                          f"on the same training trajectories ({len(seeds)} seed{'s' * (len(seeds) > 1)}).")
             train_path = splits[name]["paths"]["train"]
-            variants = [("pivotrl", {}), *(ablations if name == "tool_use" else [])]
             e2e_steps = None
             for k, s in enumerate(seeds):
                 sx = seed_suffix(k)
@@ -881,6 +905,8 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, full: bo
                     runs.setdefault(method, {}).setdefault(name, []).append(summary)
                     evals.setdefault(method, {}).setdefault(name, []).append(result)
 
+                # the ablations run once (first seed), as in the paper
+                variants = [("pivotrl", {}), *(ablations if name == "tool_use" and k == 0 else [])]
                 sft = run_sft(name, base, train_path, out / name / f"sft{sx}", plan, narrator, seed=s, suffix=sx)
                 record("sft", sft, evaluate_model(Path(sft["model"]), splits, plan, narrator, f"SFT{tag}", (name,),
                                                   f"eval:sft:{name}{sx}", shares[f"eval:{name}"]))
@@ -888,8 +914,10 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, full: bo
                     points: list[dict[str, Any]] = []
                     on_eval = (checkpoint_scorer(name, splits, plan, narrator, LABELS[variant], evals["base"][name]["turn"],
                                                  points) if curve and variant == "pivotrl" else None)
+                    # random turns need the same profile as PivotRL (same base, K, seed and verifier): reused
+                    reuse = out / name / f"pivotrl{sx}" / "profile" if variant == "pivotrl_random_turns" else None
                     piv = run_pivotrl(variant, name, base, train_path, out / name / f"{variant}{sx}", plan, narrator,
-                                      seed=s, suffix=sx, on_eval=on_eval, **overrides)
+                                      seed=s, suffix=sx, on_eval=on_eval, profile_from=reuse, **overrides)
                     if on_eval is not None:
                         curves["pivotrl"] = points
                     known = ({name: points[-1]["turn"]} if points and points[-1]["step"] == piv["steps_done"]

@@ -191,8 +191,13 @@ def test_the_full_plan_in_miniature_has_seeds_ablations_curves_and_claims(tmp_pa
     assert len(heldout) == report["heldout"]["tool_use"]["trajectories"] == 3
     assert json.loads(heldout[-1])["id"].startswith("tooluse-s2-")
     # every method trained once per seed; the second seed's runs have their own directories
-    for m in ("sft", "pivotrl", "e2e", "pivotrl_random_turns", "pivotrl_exact_match"):
+    for m in ("sft", "pivotrl", "e2e"):
         assert [r["seed"] for r in report["runs"][m]["tool_use"]] == [0, 1]
+    for m in ("pivotrl_random_turns", "pivotrl_exact_match"):  # the ablations: once, as in the paper
+        assert [r["seed"] for r in report["runs"][m]["tool_use"]] == [0]
+    # random turns read PivotRL's profile back: the same profiled rows, the same rollout turns counted
+    piv_profile, rt_profile = (report["runs"][m]["tool_use"][0]["profile"] for m in ("pivotrl", "pivotrl_random_turns"))
+    assert piv_profile["states"] == rt_profile["states"]
     assert (out / "tool_use" / "sft-seed1").is_dir() and (out / "tool_use" / "e2e-seed1").is_dir()
     # the equal-accuracy curves: step 0 is the base, compute only grows, E2E RL's later seeds train as long
     curves = report["curves"]
@@ -217,14 +222,42 @@ def test_the_full_plan_in_miniature_has_seeds_ablations_curves_and_claims(tmp_pa
     assert json.loads((out / "report.json").read_text())["tables"] == json.loads(json.dumps(report["tables"]))
 
 
-def test_the_full_plan_holds_about_400_held_out_turns_per_domain(tmp_path):
-    from agents.demo import COMPLETE, split_data
+def test_held_out_sets_are_sized_for_five_point_intervals(tmp_path):
+    """About 400 turns where the plan promises +-5 points at 50% accuracy (tool use in every plan but the
+    quick one; terminal in COMPLETE_TERMINAL, which tops the bundled records up with generated ones)."""
+    from agents.demo import COMPLETE, COMPLETE_TERMINAL, split_data
     from agents.evidence import half_width_at
 
-    splits = split_data(tmp_path, COMPLETE, tmp_path / "cache")
-    for d in DOMAINS:
-        turns = sum(len(t.scored_turns) for t in splits[d]["heldout"])
-        assert half_width_at(0.5, turns) <= 0.05, (d, turns)
-        train_ids = {t.id for t in splits[d]["train"]}
-        assert not train_ids & {t.id for t in splits[d]["heldout"]}
+    for plan, domains in ((FULL, ("tool_use",)), (COMPLETE, ("tool_use",)), (COMPLETE_TERMINAL, DOMAINS)):
+        splits = split_data(tmp_path / "out", plan, tmp_path / "cache")
+        for d in domains:
+            turns = sum(len(t.scored_turns) for t in splits[d]["heldout"])
+            assert half_width_at(0.5, turns) <= 0.05, (d, turns)
+            train_ids = {t.id for t in splits[d]["train"]}
+            assert not train_ids & {t.id for t in splits[d]["heldout"]}
+    assert split_data(tmp_path / "out", COMPLETE_TERMINAL, tmp_path / "cache")["terminal"]["generated"] > 0
     assert COMPLETE.seeds == 3 and COMPLETE.ablations and COMPLETE.curve_domain
+
+
+def test_the_gpu_example_builds_a_base_the_demo_finds(tmp_path):
+    """examples/demo_gpu.py (written for a GPU, not run there yet): its plan splits the data, and its
+    pretrained base lands where run_demo looks for a cached base of that plan (smoke-tested on CPU, tiny)."""
+    import importlib.util
+    from pathlib import Path
+
+    from agents.demo import ready_base, split_data
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    spec = importlib.util.spec_from_file_location("demo_gpu", examples / "demo_gpu.py")
+    demo_gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_gpu)
+    gpu = demo_gpu.GPU
+    assert gpu.device == "cuda" and gpu.pivots_per_step % gpu.grad_accum == 0 and gpu.seeds == 3
+    splits = split_data(tmp_path / "out", gpu, tmp_path / "cache")
+    for d in DOMAINS:
+        assert sum(len(t.scored_turns) for t in splits[d]["heldout"]) >= 390
+    tiny = plan_with(gpu, device="cpu", bf16=False, hidden_size=32, layers=1, vocab_size=512, base_records=2,
+                     base_steps=2, base_batch=1, base_ood_batch=2)
+    demo_gpu.HEADS = 2
+    path = demo_gpu.pretrain_base(tiny, tmp_path / "cache")
+    assert ready_base(tiny, tmp_path / "cache") == path
