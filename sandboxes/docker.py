@@ -1451,25 +1451,10 @@ class DockerSandbox(Sandbox):
         ref = self._commit()
         placeholder = (self._token, f"fork-{uuid.uuid4().hex}")
         _registry.hold(ref.tag, placeholder)  # keeps the image while the forks start
-        forks: list[Sandbox] = []
         try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
-                futures = [pool.submit(DockerSandbox._like, self, ref.tag) for _ in range(n)]
-                errors = []
-                for future in futures:
-                    try:
-                        forks.append(future.result())
-                    except BaseException as exc:  # noqa: BLE001 - collect, clean up, re-raise below
-                        errors.append(exc)
-                if errors:
-                    raise errors[0]
-        except BaseException:
-            for sandbox in forks:
-                sandbox.close()
-            raise
+            return _make_in_parallel(lambda: DockerSandbox._like(self, ref.tag), n)
         finally:
             _registry.release(ref.tag, placeholder, self._client)
-        return forks
 
     @property
     def parallel_forks(self) -> bool:
@@ -1487,25 +1472,7 @@ class DockerSandbox(Sandbox):
             clone._digest_cache, clone._world_cache = (1, digest), (1, world)
             return clone
 
-        if n == 1:
-            return [lease()]
-        forks: list[Sandbox] = []
-        try:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
-                futures = [pool.submit(lease) for _ in range(n)]
-                errors = []
-                for future in futures:
-                    try:
-                        forks.append(future.result())
-                    except BaseException as exc:  # noqa: BLE001 - collect, clean up, re-raise below
-                        errors.append(exc)
-                if errors:
-                    raise errors[0]
-        except BaseException:
-            for sandbox in forks:
-                sandbox.close()
-            raise
-        return forks
+        return [lease()] if n == 1 else _make_in_parallel(lease, n)
 
     def _world_home(self) -> str | None:
         """The command user's home when world archives can express this sandbox's state, else None."""
@@ -1562,6 +1529,23 @@ class DockerSandbox(Sandbox):
             owned = [tag for tag, users in _registry.holders.items() if (self._token, "owner") in users]
         for tag in owned:
             _registry.release(tag, (self._token, "owner"), self._client)
+
+
+def _make_in_parallel(make: Callable[[], Sandbox], n: int) -> list[Sandbox]:
+    """``n`` sandboxes from ``make()`` on up to 8 threads; if any fails, the others are closed and it raises."""
+    forks: list[Sandbox] = []
+    errors: list[BaseException] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(n, 8)) as pool:
+        for future in [pool.submit(make) for _ in range(n)]:
+            try:
+                forks.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - collect, clean up, re-raise below
+                errors.append(exc)
+    if errors:
+        for sandbox in forks:
+            sandbox.close()
+        raise errors[0]
+    return forks
 
 
 def _parents(rel: str) -> Iterator[str]:
