@@ -1097,7 +1097,10 @@ def _claims(evals: dict[str, Any], base_ood: dict[str, Any], curves: dict[str, A
         best_e2e = max((p for p in e2e_pts if p["step"] > 0), key=lambda p: p["accuracy"])
         vs_e2e = ev.difference(pivot_pts[-1]["turn"]["per_trajectory"], best_e2e["turn"]["per_trajectory"])
         comparison = {**comparison, "domain": curves.get("domain"), "e2e_best_step": best_e2e["step"],
-                      "pivotrl_final_step": pivot_pts[-1]["step"]}
+                      "pivotrl_final_step": pivot_pts[-1]["step"], "e2e_steps": e2e_pts[-1]["step"],
+                      "e2e_rollout_turns": e2e_pts[-1]["rollout_turns"], "e2e_wall_clock_s": e2e_pts[-1]["wall_clock_s"],
+                      "pivotrl_rollout_turns": pivot_pts[-1]["rollout_turns"],
+                      "pivotrl_wall_clock_s": pivot_pts[-1]["wall_clock_s"]}
     result = ev.claims(
         pivotrl_vs_sft=diff("pivotrl", "sft"), ood_pivotrl_vs_sft=ood_diff("pivotrl", "sft"),
         ood_pivotrl_vs_base=ood_diff("pivotrl", "base"),
@@ -1147,10 +1150,16 @@ def _cost_text(cmp: dict[str, Any] | None) -> str:
     if not cmp or cmp.get("target") is None:
         return "equal-accuracy curves: not run (`pivotrl demo --full` runs them)"
     target = f"E2E RL's best {100 * cmp['target']:.1f}% (step {cmp['e2e_best_step']})"
+    spent = (f"E2E RL trained {cmp['e2e_steps']} steps, {cmp['e2e_rollout_turns']:,} rollout turns, "
+             f"{cmp['e2e_wall_clock_s']:.0f} s; PivotRL {cmp['pivotrl_final_step']} steps, "
+             f"{cmp['pivotrl_rollout_turns']:,} rollout turns, {cmp['pivotrl_wall_clock_s']:.0f} s")
     if cmp.get("pivotrl") is None:
-        return (f"{target}: never reached by PivotRL (its best {100 * cmp['pivotrl_best']:.1f}%)")
-    return (f"{target}: PivotRL reached it at step {cmp['pivotrl']['step']} with "
-            f"{cmp['turn_ratio']:.2f}x fewer rollout turns and {cmp['time_ratio']:.2f}x less wall-clock")
+        return f"{target}: never reached by PivotRL (its best {100 * cmp['pivotrl_best']:.1f}%); {spent}"
+    text = (f"{target}: PivotRL reached it at step {cmp['pivotrl']['step']} with {cmp['turn_ratio']:.2f}x fewer "
+            f"rollout turns and {cmp['time_ratio']:.2f}x less wall-clock (ratios E2E/PivotRL; below 1: more)")
+    if cmp["pivotrl_best"] > cmp["target"]:
+        text += f"; E2E RL never reached PivotRL's best {100 * cmp['pivotrl_best']:.1f}% within its budget"
+    return f"{text}; {spent}"
 
 
 def _markdown(tables: dict[str, Any], report: dict[str, Any]) -> str:

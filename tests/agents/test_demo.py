@@ -261,3 +261,20 @@ def test_the_gpu_example_builds_a_base_the_demo_finds(tmp_path):
     demo_gpu.HEADS = 2
     path = demo_gpu.pretrain_base(tiny, tmp_path / "cache")
     assert ready_base(tiny, tmp_path / "cache") == path
+
+
+def test_the_equal_accuracy_sentence_gives_ratios_or_says_never():
+    from agents.demo import _cost_text
+    from agents.evidence import CurvePoint, equal_accuracy
+
+    spent = {"e2e_best_step": 6, "e2e_steps": 9, "e2e_rollout_turns": 900, "e2e_wall_clock_s": 300.0,
+             "pivotrl_final_step": 10, "pivotrl_rollout_turns": 700, "pivotrl_wall_clock_s": 100.0}
+    pivot = [CurvePoint(0, 400, 40, 0.3), CurvePoint(5, 550, 70, 0.5), CurvePoint(10, 700, 100, 0.6)]
+    e2e = [CurvePoint(0, 0, 5, 0.3), CurvePoint(3, 300, 100, 0.35), CurvePoint(6, 600, 200, 0.45),
+           CurvePoint(9, 900, 300, 0.40)]
+    text = _cost_text({**equal_accuracy(pivot, e2e), **spent})
+    assert "reached it at step 5" in text and f"{600 / 550:.2f}x fewer rollout turns" in text
+    assert "E2E RL never reached PivotRL's best 60.0%" in text
+    better = [CurvePoint(0, 0, 5, 0.3), CurvePoint(3, 300, 100, 0.7)]
+    assert "never reached by PivotRL (its best 60.0%)" in _cost_text({**equal_accuracy(pivot, better), **spent})
+    assert "not run" in _cost_text(None)
