@@ -2,9 +2,11 @@
 
 * **execution verdicts** on the bundled terminal states: per state, the demonstration plus ``g`` distinct
   candidate commands that all reach the execution stage, verified with one ``verify_batch`` (world mode:
-  forks on warm workers, candidates in parallel threads; image mode: a commit and a container per fork,
-  one candidate after another, what the toolkit did before). Both modes must give the same verdicts;
-  the figure counts the ones that differ.
+  forks on warm workers whose commands go through their exec driver, candidates in parallel threads;
+  image mode: a commit, a container and a ``docker exec`` per fork, one candidate after another, what the
+  toolkit did before). Both modes must give the same verdicts; the figure counts the ones that differ.
+  Beside the rate, the CPU the whole machine spent per verdict (dockerd, containerd and containers
+  included; other users' work too, so measure it on a quiet machine).
 * **restore to turn k**: a shell trajectory of appending commands, snapshot-cached restore vs replay.
 * **fork** one sandbox from a restored state, run its first command (where a world fork's reset happens)
   and close it; beside it, one command in an existing sandbox.
@@ -54,6 +56,18 @@ def candidate_commands(expected: str, other: str, g: int) -> list[str]:
     return seen[:g]
 
 
+def machine_cpu_s() -> float | None:
+    """CPU seconds the whole machine has used since boot (every process: this one, dockerd, containerd, the
+    containers), from ``/proc/stat``; None where there is none."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:8]  # user nice system idle iowait irq softirq
+    except OSError:
+        return None
+    ticks = sum(int(v) for i, v in enumerate(fields) if i not in (3, 4))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _bash(command: str) -> Action:
     return Action(tool_calls=[ToolCall("bash", {"command": command})])
 
@@ -79,7 +93,7 @@ def bench_execution(states: int = 24, g: int = 8, modes: Sequence[str] = MODES) 
     for mode in modes:
         with snapshot_mode(mode):
             env = TrajectoryEnv(records, domain="terminal")
-            verify_s = restore_s = 0.0
+            verify_s = restore_s = cpu_s = 0.0
             count = 0
             got: list[tuple[float, str]] = []
             try:
@@ -92,9 +106,11 @@ def bench_execution(states: int = 24, g: int = 8, modes: Sequence[str] = MODES) 
                     nxt = next((rec.action(t).tool_calls[0].arguments.get("command", "")
                                 for t in range(turn + 1, rec.num_turns) if rec.action(t).tool_calls), "")
                     candidates = [_bash(c) for c in candidate_commands(command, nxt, g)]
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), machine_cpu_s()
                     verdicts = env.verifier_for(rec).verify_batch(expected, candidates, env.verify_context())
                     verify_s += time.perf_counter() - t0
+                    c1 = machine_cpu_s()
+                    cpu_s += (c1 - c0) if c0 is not None and c1 is not None else 0.0
                     count += len(verdicts)
                     got += [(v.score, v.category) for v in verdicts]
             finally:
@@ -102,7 +118,9 @@ def bench_execution(states: int = 24, g: int = 8, modes: Sequence[str] = MODES) 
             verdicts_by_mode[mode] = got
             results[mode] = {"states": len(chosen), "verdicts": count, "verify_s": round(verify_s, 2),
                              "restore_s": round(restore_s, 2), "verdicts_per_s": round(count / verify_s, 2),
-                             "accepted": sum(score > 0 for score, _ in got)}
+                             "accepted": sum(score > 0 for score, _ in got),
+                             # every process of the machine while verifying (daemons and containers too)
+                             "machine_core_ms_per_verdict": round(cpu_s / count * 1000, 1) if count else None}
     if len(verdicts_by_mode) == 2:
         a, b = verdicts_by_mode.values()
         results["differing_verdicts"] = sum(x != y for x, y in zip(a, b, strict=True))

@@ -27,6 +27,9 @@ an adversarial test in ``tests/sandboxes/test_docker.py``:
   (``kill -9 -1``), so nothing a command starts (background jobs, ``setsid`` daemons, a fork bomb's
   leftovers) outlives it, and no command of the candidate runs while the host reads or writes files.
   A command that kills its wrapper (same user) to skip that is noticed and swept from outside.
+  World-mode sandboxes start commands through one exec driver per container (:mod:`sandboxes.driver`)
+  rather than a ``docker exec`` each: the same wrapper, user, environment and limits, and a command
+  that kills the driver is treated like one that kills its wrapper.
 * **Output floods**: stdout and stderr are read as they arrive and only the head and tail,
   ``max_output_bytes`` each, are kept in memory.
 * **Leftovers**: every container and image this module creates carries labels (``pivotrl.managed=1``,
@@ -106,6 +109,7 @@ from docker.types import Ulimit
 
 from sandboxes import digest as digest_module
 from sandboxes.core import ExecResult, Sandbox, Snapshot
+from sandboxes.driver import Driver, DriverGone
 from sandboxes.errors import IncompleteListingError, SandboxError, SnapshotError, WalkLimitError
 from sandboxes.worlds import PROBE, RESET, RESET_FAILED, RESET_MARK, WorkerShelf, WorldArchive, merge_archives
 
@@ -150,7 +154,8 @@ LABEL_DEPTH = "pivotrl.depth"
 #: cgroup's OOM-kill counter before and after the command (cgroup v2 ``memory.events``, v1
 #: ``memory.oom_control``), runs the command under ``timeout``, kills every process of the user that is
 #: left (``kill -9 -1`` spares the caller and PID 1; builtins only, so it works even when the pids limit
-#: is reached), and ends stderr with a NUL-framed trailer the host parses and strips. The trailer is
+#: is reached; under the exec driver of :mod:`sandboxes.driver`, its parent, the same sweep spares the
+#: driver too), and ends stderr with a NUL-framed trailer the host parses and strips. The trailer is
 #: written after the sweep, so no process of the command can write after it, and the wrapper exits 0
 #: only after the sweep: a trailer counts only when the exec's exit code is 0. A command that kills the
 #: wrapper (it runs as the same user) therefore gets neither a trusted status nor a skipped sweep: the
@@ -176,7 +181,20 @@ timeout -k 1 "$1" bash -c "$2" 2>&3 3>&-
 rc=$?
 end=$EPOCHREALTIME
 n=0
-while kill -9 -1 2>/dev/null && [ $((n += 1)) -lt 100 ]; do :; done
+if [ "$PPID" = 0 ]; then
+  while kill -9 -1 2>/dev/null && [ $((n += 1)) -lt 100 ]; do :; done
+else
+  # Started by the exec driver (its parent, in the container): every process of the user but the driver.
+  while [ $n -lt 100 ]; do
+    hit=
+    for p in /proc/[1-9]*; do
+      p=${p#/proc/}
+      [ "$p" = $$ ] || [ "$p" = "$PPID" ] || [ "$p" = 1 ] || { kill -9 "$p" 2>/dev/null && hit=1; }
+    done
+    [ -n "$hit" ] || break
+    n=$((n + 1))
+  done
+fi
 read_oom
 d=-
 if [ -n "$3" ]; then d=$(cd / && python3 -I -S -c "$3" --tree /workspace 2>/dev/null) || d=-; fi
@@ -204,6 +222,7 @@ _DIGEST = inspect.getsource(digest_module)
 #: no ``sitecustomize``/``usercustomize``), so a ``hashlib.py`` planted in the workspace or a ``.pth``
 #: in the sandbox user's home cannot change a digest.
 _PYTHON = ("python3", "-I", "-S")
+_DIGEST_ARGV = [*_PYTHON, "-c", _DIGEST]
 #: Largest workspace listing read back (about 100 bytes per entry: a million entries).
 _LISTING_BYTES = 128 * 1024**2
 
@@ -355,6 +374,10 @@ _registry = _Registry()
 _shelf: WorkerShelf | None = None
 #: Per image: the command user's home when world archives can express its state, else None (probed once).
 _world_images: dict[str, str | None] = {}
+#: Exec drivers (:mod:`sandboxes.driver`) by container id, and containers where one could not start.
+_drivers: dict[str, Driver] = {}
+_no_driver: set[str] = set()
+_drivers_lock = threading.Lock()
 
 
 def shelf() -> WorkerShelf:
@@ -380,6 +403,7 @@ def _reset_after_fork() -> None:
     _client_lock = threading.Lock()  # another thread may have held it at the fork
     _registry = _Registry()
     _shelf = None  # the parent's idle workers stay the parent's
+    _drivers.clear()  # and so do their drivers' connections
     _SESSION = uuid.uuid4().hex
 
 
@@ -561,6 +585,7 @@ def start_container(
 
 
 def _remove_container(client: docker.DockerClient, container_id: str) -> None:
+    _drop_driver(container_id)
     try:
         client.api.remove_container(container_id, force=True, v=True)
     except docker.errors.NotFound:
@@ -568,6 +593,19 @@ def _remove_container(client: docker.DockerClient, container_id: str) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             log.warning("could not remove container %s: %s", container_id[:12], exc)
+
+
+def use_driver() -> bool:
+    """World-mode sandboxes run commands through an exec driver unless ``PIVOTRL_DOCKER_DRIVER=0``."""
+    return os.environ.get("PIVOTRL_DOCKER_DRIVER", "1").strip() not in ("0", "false", "no", "off")
+
+
+def _drop_driver(container_id: str) -> None:
+    with _drivers_lock:
+        driver = _drivers.pop(container_id, None)
+        _no_driver.discard(container_id)
+    if driver is not None:
+        driver.close()
 
 
 def _remove_image(client: docker.DockerClient, tag: str) -> bool:
@@ -836,6 +874,7 @@ class DockerSandbox(Sandbox):
         self._worker_key: tuple[Any, ...] | None = None  # set on forks leased from the shelf
         self._broken = False  # a worker that must not go back to the shelf
         self._digest_after_exec = False  # forks hash the workspace in the same exec as each command
+        self._driver_digest: tuple[bool, str | None] | None = None  # exec() asked the driver for a digest: (asked, got)
         self._lock = threading.RLock()  # one operation at a time on this container
 
     def _attach(self, container: str, image: str) -> None:
@@ -923,17 +962,24 @@ class DockerSandbox(Sandbox):
         start = time.perf_counter()
         seconds = f"{limit_s:.3f}".rstrip("0").rstrip(".")
         argv = ["bash", "-c", _WRAPPER, "pivotrl", seconds, command]
-        if self._digest_after_exec:
-            argv.append(_DIGEST)
         with self._lock:
+            # A fork hashes the workspace after each command: the driver does it in its own interpreter,
+            # else the wrapper starts one.
+            self._driver_digest = (True, None) if self._digest_after_exec and self._driver() else None
+            if self._digest_after_exec and self._driver_digest is None:
+                argv.append(_DIGEST)
             self._generation += 1  # whatever happens next, the world may have changed
-            finished, exit_code = self._run(
-                argv,
-                out,
-                err,
-                deadline_s=limit_s + HOST_GRACE_S,
-                environment=self._extra_env,
-            )
+            try:
+                finished, exit_code = self._run(
+                    argv,
+                    out,
+                    err,
+                    deadline_s=limit_s + HOST_GRACE_S,
+                    environment=self._extra_env,
+                )
+            finally:
+                asked, driver_digest = self._driver_digest or (False, None)
+                self._driver_digest = None
             generation = self._generation
         duration = time.perf_counter() - start
         timed_out, oom = not finished, False
@@ -945,8 +991,9 @@ class DockerSandbox(Sandbox):
                 elapsed = float(ended) - float(started)
             except ValueError as exc:
                 raise SandboxError(f"unreadable status from the exec wrapper: {trailer!r}") from exc
-            if rest and _HEX_DIGEST.fullmatch(rest[0]):
-                self._digest_cache = (generation, rest[0])
+            digest = rest[0] if rest and rest[0] != "-" else driver_digest
+            if digest and _HEX_DIGEST.fullmatch(digest):
+                self._digest_cache = (generation, digest)
             # 124: timeout's TERM worked; 137: its KILL a second later. A command that exits with those
             # codes by itself does so before the deadline.
             timed_out = exit_code in (124, 137) and elapsed >= limit_s - 0.01
@@ -1015,6 +1062,31 @@ class DockerSandbox(Sandbox):
 
     def _exec_stream(self, argv: list[str], out: _Capture | _Whole, err: _Capture, deadline_s: float,
                      environment: Mapping[str, str] | None, workdir: str, stdin: bytes | None) -> tuple[bool, int]:
+        def on_frame(stream: int, data: bytes) -> None:
+            (err if stream == 2 else out).add(data)
+
+        for _ in (1, 2):
+            driver = self._driver()
+            if driver is None:
+                break
+            ask = self._driver_digest is not None
+            # The digest helper (listings, git views) runs inside the driver's interpreter.
+            helper = argv[len(_DIGEST_ARGV):] if argv[:len(_DIGEST_ARGV)] == _DIGEST_ARGV and stdin is None else None
+            try:
+                finished, exit_code, digest = driver.run(argv, env=environment or {}, cwd=workdir, stdin=stdin,
+                                                         deadline=time.monotonic() + deadline_s, on_frame=on_frame,
+                                                         digest=ask, helper=helper)
+                if ask:
+                    self._driver_digest = (True, digest)
+            except DriverGone as exc:
+                _drop_driver(self.container_id)
+                if exc.started:  # a command (or the OOM killer) killed the driver: what Docker reports for it
+                    return True, 128 + signal.SIGKILL
+                continue  # it had died before this command: a new driver runs it
+            if not finished:
+                self._kill_commands()
+                return False, -signal.SIGKILL
+            return True, exit_code
         api = self._client.api
         try:
             exec_id = api.exec_create(
@@ -1038,9 +1110,6 @@ class DockerSandbox(Sandbox):
                 _close_stream(sock)
                 raise SandboxError(f"could not send the world archive to {self.container_id[:12]}: {exc}") from exc
 
-        def on_frame(stream: int, data: bytes) -> None:
-            (err if stream == 2 else out).add(data)
-
         try:
             finished = _pump(sock, time.monotonic() + deadline_s, on_frame)
             if not finished:
@@ -1057,7 +1126,8 @@ class DockerSandbox(Sandbox):
         return True, -1 if exit_code is None else int(exit_code)
 
     def _kill_commands(self) -> None:
-        """Kill every process of the sandbox user; restart the container if even that cannot run."""
+        """Kill every process of the sandbox user (the driver too); restart the container if even that cannot run."""
+        _drop_driver(self.container_id)
         api = self._client.api
         try:
             exec_id = api.exec_create(self.container_id, ["bash", "-c", "kill -9 -1"], user=self._user)["Id"]
@@ -1069,6 +1139,29 @@ class DockerSandbox(Sandbox):
             api.restart(self.container_id, timeout=0)
         except docker.errors.APIError as exc:
             raise self._fault("restart the container after a hung command", exc) from exc
+
+    def _driver(self) -> Driver | None:
+        """This container's exec driver (started on first use), or None: image mode, ``PIVOTRL_DOCKER_DRIVER=0``,
+        or an image where it cannot start (no ``python3``); commands are then one ``docker exec`` each."""
+        if self._snapshots != "world" or not use_driver():
+            return None
+        container = self.container_id
+        with _drivers_lock:
+            driver = _drivers.get(container)
+            if container in _no_driver:
+                return None
+        if driver is not None and driver.alive():
+            return driver
+        try:
+            driver = Driver(self._client.api, container, user=self._user, python=_PYTHON, digest_source=_DIGEST)
+        except (DriverGone, docker.errors.APIError) as exc:
+            log.info("no exec driver in %s (%s); one docker exec per command", container[:12], exc)
+            with _drivers_lock:
+                _no_driver.add(container)
+            return None
+        with _drivers_lock:
+            _drivers[container] = driver
+        return driver
 
     def _internal(self, argv: list[str], what: str, *, timeout_s: float = 60.0) -> str:
         """Run one of our own helper commands (not the candidate's) and return its stdout.

@@ -880,3 +880,79 @@ def test_a_digest_whose_output_was_lost_is_an_error_not_an_empty_digest(sandbox,
     with pytest.raises(SandboxError, match="not a sha256 digest"):
         sandbox.content_digest(["a"])
     assert len(calls) == 4  # each retried once
+
+
+# -- the exec driver (sandboxes/driver.py) ---------------------------------------------------------------
+
+
+def test_world_sandboxes_run_commands_through_one_driver_exec(image: str, client, monkeypatch) -> None:
+    from sandboxes.docker import DockerSandbox
+
+    created = []
+    real = client.api.exec_create
+    monkeypatch.setattr(client.api, "exec_create", lambda *a, **k: created.append(a[1]) or real(*a, **k))
+    with DockerSandbox(image=image, client=client) as sb:
+        sb.exec("true")
+        before = len(created)
+        for i in range(5):
+            assert sb.exec(f"echo {i}").stdout == f"{i}\n"
+        assert len(created) == before  # no docker exec per command
+    monkeypatch.setenv("PIVOTRL_DOCKER_DRIVER", "0")
+    with DockerSandbox(image=image, client=client) as sb:
+        sb.exec("true")
+        before = len(created)
+        for _ in range(5):
+            sb.exec("true")
+        assert len(created) == before + 5
+
+
+DRIVER_PARITY_COMMANDS = [
+    "echo out; echo err >&2; exit 3",
+    "pwd; id; echo $HOME; umask; ulimit -n; ulimit -f",
+    "env | grep -v -e '^_=' -e '^SHLVL=' | sort",
+    "cat; echo read-stdin",  # stdin is /dev/null either way
+    "kill -9 $$",
+    "printf 'no newline'",
+    "head -c 300000 /dev/zero | tr '\\0' x",
+    "mkdir -p d/e && echo hi > d/e/f && chmod 600 d/e/f && ln -s d/e/f link && mkfifo pipe; ls -lR --time-style=+ .",
+    "exit 124",
+]
+
+
+def test_the_driver_gives_what_docker_exec_gives(image: str, monkeypatch) -> None:
+    from sandboxes.docker import DockerSandbox
+
+    def run_all() -> tuple[list, str, list[str]]:
+        with DockerSandbox({"seed.txt": "seed\n"}, image=image, timeout=5) as sb:
+            results = [sb.exec(c) for c in DRIVER_PARITY_COMMANDS]
+            sb.snapshot()
+            (fork,) = sb.fork(1)  # a fork: the world reset and the digest after its command
+            fork.exec("echo forked >> seed.txt")
+            fork_digest = fork.state_digest()
+            fork.close()
+            return ([(r.exit_code, r.stdout, r.stderr, r.timed_out, r.oom, r.truncated) for r in results],
+                    sb.state_digest() + fork_digest, sorted(sb.changed_paths()))
+
+    with_driver = run_all()
+    monkeypatch.setenv("PIVOTRL_DOCKER_DRIVER", "0")
+    assert run_all() == with_driver
+
+
+def test_a_command_that_kills_the_driver_gets_a_killed_status_and_nothing_survives(shared) -> None:
+    shared.exec("true")
+    result = shared.exec("setsid sleep 300 >/dev/null 2>&1 </dev/null & pkill -9 -x python3; sleep 2")
+    assert result.exit_code == 137 and not result.ok
+    assert shared.exec("echo next").stdout == "next\n"  # a new driver runs it
+    assert user_processes(shared) == []
+
+
+def test_commands_cannot_reach_the_driver(shared) -> None:
+    # Non-dumpable: same-user commands can neither open its pipes (/proc/<pid>/fd) nor trace it.
+    shared.exec("true")
+    pid = shared.exec("pgrep -x python3").stdout.split()
+    assert len(pid) == 1
+    for command in (f"ls /proc/{pid[0]}/fd", f"cat /proc/{pid[0]}/environ", f"echo x > /proc/{pid[0]}/fd/1",
+                    f"head -c 1 /proc/{pid[0]}/mem"):
+        result = shared.exec(command)
+        assert result.exit_code != 0 and "ermission denied" in result.stderr, (command, result)
+    assert shared.exec("echo still").stdout == "still\n"
