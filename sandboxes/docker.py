@@ -376,6 +376,8 @@ _shelf: WorkerShelf | None = None
 _world_images: dict[str, str | None] = {}
 #: Exec drivers (:mod:`sandboxes.driver`) by container id, and containers where one could not start.
 _drivers: dict[str, Driver] = {}
+#: The world of each image as a fresh container has it (``lease=True`` sandboxes reset workers to it).
+_pristine_worlds: dict[str, WorldArchive] = {}
 _no_driver: set[str] = set()
 _drivers_lock = threading.Lock()
 
@@ -764,6 +766,9 @@ class DockerSandbox(Sandbox):
             command (:mod:`sandboxes.worlds`); ``"image"`` commits an image per snapshot and starts a
             container per restore and fork. Images or users that world archives cannot express (root, or an
             image where the user can write elsewhere) use ``"image"`` whatever is asked.
+        lease: World mode: take a warm worker from the shelf (reset to the image's world before ``files``
+            are written) instead of starting a container, and give it back on :meth:`close` (the
+            environments' sandboxes do this; a plain sandbox starts its own container and removes it).
     """
 
     backend = "docker"
@@ -785,6 +790,7 @@ class DockerSandbox(Sandbox):
         client: docker.DockerClient | None = None,
         container: str | None = None,
         snapshots: str | None = None,
+        lease: bool = False,
     ) -> None:
         self._container: str | None = None
         self._image: str | None = None
@@ -802,6 +808,11 @@ class DockerSandbox(Sandbox):
         try:
             image = resolve_image(image, self._client)
             checked = [(self._relative(path), data) for path, data in (files or {}).items()]
+            lease = lease and container is None and snapshots == "world" and self._uid != 0
+            pristine = _pristine_worlds.get(image) if lease else None
+            if pristine is not None:
+                container = shelf().take(self._shelf_key(image))
+            leased = container is not None and pristine is not None
             if container is None:
                 container = start_container(
                     image,
@@ -812,6 +823,15 @@ class DockerSandbox(Sandbox):
                     client=self._client,
                 )
             self._attach(container, image)
+            if leased:  # a warm worker: its world becomes the image's before the files are written
+                self._worker_key, self._pending, self._generation = self._shelf_key(image), pristine, 1
+                self._world_cache = (1, pristine)
+            elif lease and self._world_home() is not None:
+                self._worker_key = self._shelf_key(image)  # back to the shelf when closed
+                if pristine is None:
+                    world = self._world()  # the image's own world: no file written, no command run yet
+                    with _registry.lock:
+                        _pristine_worlds.setdefault(image, world)
             if checked:
                 self._put_new_files(checked)
             for command in setup:
@@ -1245,7 +1265,10 @@ class DockerSandbox(Sandbox):
             raise self._fault(f"write {path!r}", exc) from exc
 
     def _put_new_files(self, files: list[tuple[str, str | bytes]]) -> None:
-        # A fresh container holds no planted symlinks, so one archive writes everything at once.
+        # A fresh container (or a worker reset to the image's world) holds no planted symlinks, so one
+        # archive writes everything at once.
+        if self._pending is not None:
+            self._internal(["true"], "reset the world")
         directories = sorted({parent for rel, _ in files for parent in _parents(rel)})
         members = [
             (rel, data.encode("utf-8") if isinstance(data, str) else bytes(data), 0o644)
@@ -1554,9 +1577,13 @@ class DockerSandbox(Sandbox):
         """True when forks are cheap, independent leases that several threads may use at once (world mode)."""
         return not self.closed and self._world_home() is not None
 
+    def _shelf_key(self, image: str) -> tuple[Any, ...]:
+        """Workers are interchangeable when these settings match (the environment is per command)."""
+        return (image, self._limits, self._network, self._runtime, self._user, self._ttl_s)
+
     def _fork_world(self, n: int) -> list[Sandbox]:
         world, digest = self._world(), self.state_digest()
-        key = (self._image, self._limits, self._network, self._runtime, self._user, self._ttl_s)
+        key = self._shelf_key(self.image)
 
         def lease() -> DockerSandbox:
             clone = DockerSandbox._like(self, self.image, container=shelf().take(key))

@@ -956,3 +956,23 @@ def test_commands_cannot_reach_the_driver(shared) -> None:
         result = shared.exec(command)
         assert result.exit_code != 0 and "ermission denied" in result.stderr, (command, result)
     assert shared.exec("echo still").stdout == "still\n"
+
+
+def test_leased_sandboxes_start_from_the_image_world_on_a_warm_worker(image: str) -> None:
+    from sandboxes.docker import DockerSandbox
+
+    files, setup = {"a.txt": "a\n", "d/b.txt": "b\n"}, ["echo setup >> a.txt"]
+    look = "cat a.txt d/b.txt; ls -A; ls -A ~; ls -A /tmp; ps -u 1000 -o comm= | grep -c sleep"
+    with DockerSandbox(files, setup, image=image) as plain:
+        want = (plain.state_digest(), plain.exec(look).stdout)
+    first = DockerSandbox(files, setup, image=image, lease=True)
+    used = first.container_id
+    assert (first.state_digest(), first.exec(look).stdout) == want
+    first.exec("echo left > extra; touch ~/home-left /tmp/tmp-left; chmod 000 d; (sleep 60 &) ; true")
+    first.close()
+    second = DockerSandbox(files, setup, image=image, lease=True)
+    try:
+        assert second.container_id == used  # the same container, back from the shelf
+        assert (second.state_digest(), second.exec(look).stdout) == want
+    finally:
+        second.close()

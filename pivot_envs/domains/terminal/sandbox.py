@@ -116,4 +116,6 @@ def _docker_sandbox(env: dict[str, Any]) -> Sandbox:
                               "setup": env.get("setup") or (), "timeout": float(env.get("timeout", DEFAULT_TIMEOUT))}
     if "workdir" in inspect.signature(DockerSandbox).parameters and env.get("workdir"):
         kwargs["workdir"] = env["workdir"]
-    return DockerSandbox(**kwargs)
+    # An env makes a sandbox per new record and closes it once its world is archived: warm workers
+    # save a container start and removal each time.
+    return DockerSandbox(**kwargs, lease=True)
