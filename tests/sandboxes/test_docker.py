@@ -938,24 +938,24 @@ def test_the_driver_gives_what_docker_exec_gives(image: str, monkeypatch) -> Non
     assert run_all() == with_driver
 
 
-def test_a_command_that_kills_the_driver_gets_a_killed_status_and_nothing_survives(shared) -> None:
-    shared.exec("true")
-    result = shared.exec("setsid sleep 300 >/dev/null 2>&1 </dev/null & pkill -9 -x python3; sleep 2")
+def test_a_command_that_kills_the_driver_gets_a_killed_status_and_nothing_survives(sandbox) -> None:
+    sandbox.exec("true")
+    result = sandbox.exec("setsid sleep 300 >/dev/null 2>&1 </dev/null & pkill -9 -x python3; sleep 2")
     assert result.exit_code == 137 and not result.ok
-    assert shared.exec("echo next").stdout == "next\n"  # a new driver runs it
-    assert user_processes(shared) == []
+    assert sandbox.exec("echo next").stdout == "next\n"  # a new driver runs it
+    assert user_processes(sandbox) == []
 
 
-def test_commands_cannot_reach_the_driver(shared) -> None:
+def test_commands_cannot_reach_the_driver(sandbox) -> None:
     # Non-dumpable: same-user commands can neither open its pipes (/proc/<pid>/fd) nor trace it.
-    shared.exec("true")
-    pid = shared.exec("pgrep -x python3").stdout.split()
+    sandbox.exec("true")
+    pid = sandbox.exec("pgrep -x python3").stdout.split()
     assert len(pid) == 1
     for command in (f"ls /proc/{pid[0]}/fd", f"cat /proc/{pid[0]}/environ", f"echo x > /proc/{pid[0]}/fd/1",
                     f"head -c 1 /proc/{pid[0]}/mem"):
-        result = shared.exec(command)
+        result = sandbox.exec(command)
         assert result.exit_code != 0 and "ermission denied" in result.stderr, (command, result)
-    assert shared.exec("echo still").stdout == "still\n"
+    assert sandbox.exec("echo still").stdout == "still\n"
 
 
 def test_leased_sandboxes_start_from_the_image_world_on_a_warm_worker(image: str) -> None:
