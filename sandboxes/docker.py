@@ -110,6 +110,7 @@ from docker.types import Ulimit
 from sandboxes import digest as digest_module
 from sandboxes.core import ExecResult, Sandbox, Snapshot
 from sandboxes.driver import Driver, DriverGone
+from sandboxes.driver import close_stream as _close_stream
 from sandboxes.errors import IncompleteListingError, SandboxError, SnapshotError, WalkLimitError
 from sandboxes.worlds import PROBE, RESET, RESET_FAILED, RESET_MARK, WorkerShelf, WorldArchive, merge_archives
 
@@ -686,16 +687,6 @@ def _recv(sock: Any, size: int) -> bytes:
     return sock.read(size) or b""
 
 
-def _close_stream(sock: Any) -> None:
-    # The hijacked connection belongs to a requests response that docker-py parks on the socket object.
-    for closable in (getattr(sock, "_response", None), sock):
-        try:
-            if closable is not None:
-                closable.close()
-        except (OSError, ValueError):
-            pass  # closed already, by the other one
-
-
 def _pump(sock: Any, deadline: float, on_frame: Callable[[int, bytes], None]) -> bool:
     """Read Docker's multiplexed exec stream until EOF (True) or until ``deadline`` (False).
 
@@ -894,7 +885,8 @@ class DockerSandbox(Sandbox):
         self._worker_key: tuple[Any, ...] | None = None  # set on forks leased from the shelf
         self._broken = False  # a worker that must not go back to the shelf
         self._digest_after_exec = False  # forks hash the workspace in the same exec as each command
-        self._driver_digest: tuple[bool, str | None] | None = None  # exec() asked the driver for a digest: (asked, got)
+        self._ask_driver_digest = False  # set by exec() while its command runs: the driver hashes after it
+        self._driver_digest: str | None = None  # what it answered
         self._lock = threading.RLock()  # one operation at a time on this container
 
     def _attach(self, container: str, image: str) -> None:
@@ -985,8 +977,9 @@ class DockerSandbox(Sandbox):
         with self._lock:
             # A fork hashes the workspace after each command: the driver does it in its own interpreter,
             # else the wrapper starts one.
-            self._driver_digest = (True, None) if self._digest_after_exec and self._driver() else None
-            if self._digest_after_exec and self._driver_digest is None:
+            self._ask_driver_digest = self._digest_after_exec and self._driver() is not None
+            self._driver_digest = None
+            if self._digest_after_exec and not self._ask_driver_digest:
                 argv.append(_DIGEST)
             self._generation += 1  # whatever happens next, the world may have changed
             try:
@@ -998,8 +991,8 @@ class DockerSandbox(Sandbox):
                     environment=self._extra_env,
                 )
             finally:
-                asked, driver_digest = self._driver_digest or (False, None)
-                self._driver_digest = None
+                self._ask_driver_digest = False
+            driver_digest, self._driver_digest = self._driver_digest, None
             generation = self._generation
         duration = time.perf_counter() - start
         timed_out, oom = not finished, False
@@ -1089,15 +1082,14 @@ class DockerSandbox(Sandbox):
             driver = self._driver()
             if driver is None:
                 break
-            ask = self._driver_digest is not None
+            ask = self._ask_driver_digest
             # The digest helper (listings, git views) runs inside the driver's interpreter.
             helper = argv[len(_DIGEST_ARGV):] if argv[:len(_DIGEST_ARGV)] == _DIGEST_ARGV and stdin is None else None
             try:
                 finished, exit_code, digest = driver.run(argv, env=environment or {}, cwd=workdir, stdin=stdin,
                                                          deadline=time.monotonic() + deadline_s, on_frame=on_frame,
                                                          digest=ask, helper=helper)
-                if ask:
-                    self._driver_digest = (True, digest)
+                self._driver_digest = digest
             except DriverGone as exc:
                 _drop_driver(self.container_id)
                 if exc.started:  # a command (or the OOM killer) killed the driver: what Docker reports for it

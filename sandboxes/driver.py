@@ -285,9 +285,15 @@ class Driver:
 
     def close(self) -> None:
         self.closed = True
-        for closable in (getattr(self._sock, "_response", None), self._sock):
-            try:
-                if closable is not None:
-                    closable.close()
-            except (OSError, ValueError):
-                pass
+        close_stream(self._sock)
+
+
+def close_stream(sock: Any) -> None:
+    """Close a socket from docker-py's ``exec_start(socket=True)``."""
+    # The hijacked connection belongs to a requests response that docker-py parks on the socket object.
+    for closable in (getattr(sock, "_response", None), sock):
+        try:
+            if closable is not None:
+                closable.close()
+        except (OSError, ValueError):
+            pass  # closed already, by the other one
