@@ -64,16 +64,20 @@ class DemoPlan:
     """Sizes of every stage. :data:`FULL` is ``make demo``; :data:`QUICK` is ``--quick``."""
 
     # base model (cached)
-    hidden_size: int = 64
-    layers: int = 2
+    hidden_size: int = 96
+    layers: int = 3
+    heads: int = 3
     vocab_size: int = 2048
-    base_records: int = 120
-    """Generated agentic conversations per domain in the base mix (seed 1; the bundled data is seed 0)."""
-    base_steps: int = 1500
-    base_batch: int = 4
-    """Agentic conversations per base step (each step also trains on ``base_ood_batch`` OOD items)."""
+    base_records: tuple[tuple[str, int], ...] = (("tool_use", 2000), ("terminal", 800))
+    """Generated agentic conversations per domain in the base mix (seed 1; the bundled data is seed 0, the
+    generated held-out records seed 2)."""
+    base_steps: int = 1200
+    base_batch: int = 8
+    """Agentic conversations per base step, all of one domain (drawn in proportion to ``base_records``, so a
+    batch pads to its own domain's lengths); each step also trains on ``base_ood_batch`` OOD items."""
     base_ood_batch: int = 32
     base_lr: float = 3e-3
+    """Peak learning rate: linear warm-up over 20 steps, then a cosine decay to a tenth of it."""
     # data split
     heldout: tuple[tuple[str, int], ...] = (("tool_use", 60), ("terminal", 25))
     """Held-out bundled trajectories per domain: about 400 tool-use turns (a 95% interval of +-5 points at
@@ -146,7 +150,8 @@ class DemoPlan:
 
     def key(self, seed: int = 0) -> str:
         """Identifies the base model these sizes and ``seed`` train (the base cache's key)."""
-        base = {k: v for k, v in asdict(self).items() if k.startswith(("hidden", "layers", "vocab", "base_", "max_length"))}
+        base = {k: v for k, v in asdict(self).items()
+                if k.startswith(("hidden", "layers", "heads", "vocab", "base_", "max_length"))}
         return hashlib.sha256(json.dumps({**base, "seed": seed}, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -355,7 +360,7 @@ _UPDATE_S = 0.03
 """The GRPO/E2E loss and backward pass of one sampled sequence."""
 _SFT_SEQ_S = 0.12
 """One SFT conversation (forward and backward)."""
-_BASE_STEP_S = 0.45
+_BASE_STEP_S = 1.15
 _OOD_ITEM_S = 0.05
 _EVAL_FACTOR = 2.0
 """Greedy scoring samples one action per state in small batches and episodes turn by turn: a scored turn
@@ -491,8 +496,9 @@ def general_records(plan: DemoPlan) -> list[Trajectory]:
     from pivot_envs.domains.tool_use.expert import generate as tool_use_generate
 
     out = []
-    for prefix, gen in (("general-tu", tool_use_generate), ("general-te", terminal_generate)):
-        for i, rec in enumerate(gen(plan.base_records, seed=1)):
+    for prefix, domain, gen in (("general-tu", "tool_use", tool_use_generate),
+                                ("general-te", "terminal", terminal_generate)):
+        for i, rec in enumerate(gen(plan.per_domain("base_records", domain), seed=1)):
             out.append(record_from_dict({**rec, "id": f"{prefix}-{i:04d}"}))
     return out
 
@@ -514,10 +520,17 @@ def ready_base(plan: DemoPlan, cache_dir: Path, seed: int = 0, rebuild: bool = F
     return cached if (cached / "base_stats.json").exists() else None
 
 
-def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 0,
-               rebuild: bool = False) -> tuple[Path, dict[str, Any]]:
+def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 0, rebuild: bool = False,
+               device: str = "cpu",
+               on_checkpoint: Callable[[int, Any, Any], None] | None = None,
+               checkpoint_every: int = 0) -> tuple[Path, dict[str, Any]]:
     """The base model for ``plan`` and ``seed``: the built-in one when it was trained with exactly these
-    settings, else one from the cache, else one trained now (and cached). Returns its directory and stats."""
+    settings, else one from the cache, else one trained now on ``device`` (and cached). Returns its
+    directory and stats.
+
+    ``on_checkpoint(step, model, tokenizer)`` is called every ``checkpoint_every`` steps and after the last
+    one, with the model in eval mode (``scripts/build_demo_base.py`` scores the training split there).
+    """
     import torch
 
     from agents.sft import sft_batches, sft_loss
@@ -532,29 +545,45 @@ def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 
         return ready, json.loads((ready / "base_stats.json").read_text())
     path = cache_dir / f"base-{key}"
     start = time.perf_counter()
-    general = general_records(plan)
+    with narrator.stage("base model: generating its conversations", None):
+        general = general_records(plan)
     items = ood_items()
     ood_texts = [f"{i.question}\n{i.answer}" for i in items]
     tokenizer = train_tokenizer(tiny_corpus(general) + ood_texts * 3, vocab_size=plan.vocab_size)
     tokenizer.model_max_length = 4096
-    model = build_tiny_model(tokenizer, hidden_size=plan.hidden_size, layers=plan.layers, heads=2, seed=seed,
-                             max_position_embeddings=4096)
-    agent_data = sft_batches(tokenizer, general, plan.max_length)
+    model = build_tiny_model(tokenizer, hidden_size=plan.hidden_size, layers=plan.layers, heads=plan.heads,
+                             seed=seed, max_position_embeddings=4096).to(device)
+    # one pool per domain: a batch pads to its own domain's lengths (tool use ~1,200 tokens, terminal ~450)
+    pools = [sft_batches(tokenizer, [t for t in general if t.id.startswith(prefix)], plan.max_length)
+             for prefix in ("general-tu", "general-te")]
+    pools = [p for p in pools if p]
+    weights = np.array([len(p) for p in pools], dtype=float)
     ood_data = sft_batches(tokenizer, [SimpleNamespace(messages=i.messages(with_answer=True), tools=[]) for i in items], 64)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=plan.base_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 20))
+    warmup = 20
+
+    def lr_factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, plan.base_steps - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     pad = tokenizer.pad_token_id
-    model.train()
+    bf16 = plan.bf16 and device.startswith("cuda")
     losses = []
+    checkpoints = []
     with narrator.stage("base model: training", plan.base_steps, key="base-train") as update:
         for step in range(plan.base_steps):
-            agent = [agent_data[i] for i in rng.choice(len(agent_data), plan.base_batch, replace=False)]
+            model.train()
+            pool = pools[rng.choice(len(pools), p=weights / weights.sum())]
+            agent = [pool[i] for i in rng.choice(len(pool), min(plan.base_batch, len(pool)), replace=False)]
             ood = [ood_data[i] for i in rng.choice(len(ood_data), plan.base_ood_batch, replace=False)]
-            loss_a, _ = sft_loss(model, agent, pad, "cpu")
-            loss_o, _ = sft_loss(model, ood, pad, "cpu")
-            loss = loss_a + loss_o
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                loss_a, _ = sft_loss(model, agent, pad, device)
+                loss_o, _ = sft_loss(model, ood, pad, device)
+                loss = loss_a + loss_o
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -562,15 +591,21 @@ def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 
             sched.step()
             losses.append((loss_a.item(), loss_o.item()))
             update(step + 1)
+            done = step + 1
+            if on_checkpoint is not None and ((checkpoint_every and done % checkpoint_every == 0)
+                                              or done == plan.base_steps):
+                model.eval()
+                checkpoints.append({"step": done, "loss_agent": float(np.mean([a for a, _ in losses[-50:]]))})
+                on_checkpoint(done, model, tokenizer)
     narrator.finish("base-train")
     model.eval()
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_tiny(model, tokenizer, tmp)
+    save_tiny(model.float().cpu(), tokenizer, tmp)
     stats = {"plan_key": key, "params": sum(p.numel() for p in model.parameters()), "steps": plan.base_steps,
              "general_records": len(general), "ood_items": len(items),
              "loss_agent_first_last": [losses[0][0], losses[-1][0]], "loss_ood_first_last": [losses[0][1], losses[-1][1]],
-             "seconds": time.perf_counter() - start}
+             "seconds": time.perf_counter() - start, "device": device}
     (tmp / "base_stats.json").write_text(json.dumps(stats, indent=2))
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)

@@ -122,7 +122,7 @@ def test_the_built_in_base_matches_the_full_plan():
     assert (SHIPPED_BASE / "model.safetensors").stat().st_size > 100_000
 
 
-TINY = plan_with(QUICK, hidden_size=32, base_records=2, base_steps=3, base_batch=1, base_ood_batch=4,
+TINY = plan_with(QUICK, hidden_size=32, heads=2, base_records=(("tool_use", 2), ("terminal", 2)), base_steps=3, base_batch=1, base_ood_batch=4,
                  heldout=(("tool_use", 2), ("terminal", 1)), train_limit=(("tool_use", 3), ("terminal", 2)),
                  sft_steps=2, sft_batch=1, profile_k=2, pivot_steps=(("tool_use", 1), ("terminal", 1)), pivots_per_step=1,
                  group_size=2,
@@ -256,9 +256,8 @@ def test_the_gpu_example_builds_a_base_the_demo_finds(tmp_path):
     splits = split_data(tmp_path / "out", gpu, tmp_path / "cache")
     for d in DOMAINS:
         assert sum(len(t.scored_turns) for t in splits[d]["heldout"]) >= 390
-    tiny = plan_with(gpu, device="cpu", bf16=False, hidden_size=32, layers=1, vocab_size=512, base_records=2,
-                     base_steps=2, base_batch=1, base_ood_batch=2)
-    demo_gpu.HEADS = 2
+    tiny = plan_with(gpu, device="cpu", bf16=False, hidden_size=32, layers=1, heads=2, vocab_size=512,
+                     base_records=(("tool_use", 2), ("terminal", 2)), base_steps=2, base_batch=1, base_ood_batch=2)
     path = demo_gpu.pretrain_base(tiny, tmp_path / "cache")
     assert ready_base(tiny, tmp_path / "cache") == path
 
