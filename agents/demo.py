@@ -346,19 +346,19 @@ class Narrator:
 
 
 # Expected cost of each stage, in rough seconds. Only the ratios matter: the overall ETA rescales them by
-# the speed it observes. First estimates, set from the stage times of one quick run on a loaded 2-core
-# machine (local sandbox); `report.json` records each run's stage times to refine them.
+# the speed it observes. Set from the stage times of `make demo` runs on 2 cores (terminal tasks on warm
+# Docker workers, the 474k-parameter base); `report.json` records each run's stage times to refine them.
 _GEN_TURN_S = 0.04
 """One sampled assistant turn: prompt and batch overhead (generation is batched)."""
 _GEN_TOKEN_S = 0.0012
 """Each token of the ``max_new_tokens`` budget of one sampled turn."""
-_VERIFY_S = {"tool_use": 0.004, "terminal": 0.35}
+_VERIFY_S = {"tool_use": 0.004, "terminal": 0.08}
 """Verifying one sampled action: terminal actions run in twin forks of the restored workspace."""
-_EXEC_S = {"tool_use": 0.002, "terminal": 0.12}
+_EXEC_S = {"tool_use": 0.002, "terminal": 0.03}
 """Executing one episode turn in the sandbox."""
-_UPDATE_S = 0.03
+_UPDATE_S = 0.1
 """The GRPO/E2E loss and backward pass of one sampled sequence."""
-_SFT_SEQ_S = 0.12
+_SFT_SEQ_S = 0.15
 """One SFT conversation (forward and backward)."""
 _BASE_STEP_S = 1.15
 _OOD_ITEM_S = 0.05
