@@ -573,7 +573,6 @@ def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 
     pad = tokenizer.pad_token_id
     bf16 = plan.bf16 and device.startswith("cuda")
     losses = []
-    checkpoints = []
     with narrator.stage("base model: training", plan.base_steps, key="base-train") as update:
         for step in range(plan.base_steps):
             model.train()
@@ -595,7 +594,6 @@ def build_base(plan: DemoPlan, cache_dir: Path, narrator: Narrator, seed: int = 
             if on_checkpoint is not None and ((checkpoint_every and done % checkpoint_every == 0)
                                               or done == plan.base_steps):
                 model.eval()
-                checkpoints.append({"step": done, "loss_agent": float(np.mean([a for a, _ in losses[-50:]]))})
                 on_checkpoint(done, model, tokenizer)
     narrator.finish("base-train")
     model.eval()

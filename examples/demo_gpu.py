@@ -38,7 +38,7 @@ from agents.demo import COMPLETE_TERMINAL, Narrator, build_base, plan_with, run_
 
 GPU = plan_with(
     COMPLETE_TERMINAL,
-    # the base model (pretrained by pretrain_base below, not by the CPU demo's build_base)
+    # the base model (built on the GPU by pretrain_base below, with the CPU demo's own build_base)
     hidden_size=512, layers=8, heads=8, vocab_size=4096, base_records=(("tool_use", 2000), ("terminal", 800)),
     base_steps=2000, base_batch=16,
     base_ood_batch=64, base_lr=1e-3,
