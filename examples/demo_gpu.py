@@ -76,7 +76,7 @@ def main() -> None:
     plan = plan_with(GPU, seeds=args.seeds)
     if args.terminal_turns == 90:
         plan = plan_with(plan, heldout=(("tool_use", 60), ("terminal", 25)),
-                         heldout_generated=(("tool_use", 0), ("terminal", 0)))
+                         heldout_generated=(("tool_use", 30), ("terminal", 0)))
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     pretrain_base(plan, cache)

@@ -236,7 +236,39 @@ def test_held_out_sets_are_sized_for_five_point_intervals(tmp_path):
             train_ids = {t.id for t in splits[d]["train"]}
             assert not train_ids & {t.id for t in splits[d]["heldout"]}
     assert split_data(tmp_path / "out", COMPLETE_TERMINAL, tmp_path / "cache")["terminal"]["generated"] > 0
+    # Turns of one trajectory move together, so the cluster bootstrap needs trajectories, not only turns: FULL's
+    # 60 tool-use ones gave the base +-5.8 points; --full holds 90.
+    complete = split_data(tmp_path / "out", COMPLETE, tmp_path / "cache")["tool_use"]
+    assert len(complete["heldout"]) >= 90 and complete["generated"] == 30
     assert COMPLETE.seeds == 3 and COMPLETE.ablations and COMPLETE.curve_domain
+
+
+def test_pivotrl_settings_are_tuned_on_validation_records_disjoint_from_the_demo_data(tmp_path):
+    """scripts/tune_pivotrl.py scores configurations on generated validation records (seed 3) that share no
+    conversation with the bundled data, the base model's mix or the generated held-out records."""
+    import importlib.util
+    from pathlib import Path
+
+    from agents.demo import COMPLETE, _conversation_key, general_records, split_data
+    from pivot_envs.registration import get_domain
+
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    spec = importlib.util.spec_from_file_location("tune_pivotrl", scripts / "tune_pivotrl.py")
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    assert tune._parse("lr=5e-5") == ("lr", 5e-5) and tune._parse("advantage=loo") == ("advantage", "loo")
+    with pytest.raises(SystemExit, match="key=value"):
+        tune._parse("lr")
+
+    splits = split_data(tmp_path / "out", COMPLETE, tmp_path / "cache")["tool_use"]
+    taken = {_conversation_key(t) for t in splits["train"] + splits["heldout"]}
+    records = tune.validation_records(30, exclude=taken)
+    assert len(records) >= 25 and len({t.id for t in records}) == len(records)
+    keys = {_conversation_key(t) for t in records}
+    assert not keys & taken
+    assert not keys & {_conversation_key(t) for t in get_domain("tool_use").load()}
+    assert not keys & {_conversation_key(t) for t in general_records(plan_with(
+        FULL, base_records=(("tool_use", FULL.per_domain("base_records", "tool_use")), ("terminal", 0))))}
 
 
 def test_the_gpu_example_builds_a_base_the_demo_finds(tmp_path):
