@@ -1,13 +1,14 @@
-"""Choose the demo's PivotRL learning rate and invalid-action advantage on validation data, never on held-out data.
+"""Choose the demo's PivotRL settings on validation data, never on held-out data.
 
     .venv/bin/python scripts/tune_pivotrl.py --try "lr=2e-4" --try "lr=5e-5 invalid_advantage=-1" ...
-                                              [--seeds 1] [--validation 30] [--out runs/tune-pivotrl]
+                                              [--train 20] [--seeds 1] [--validation 30] [--out runs/tune-pivotrl]
 
 Each ``--try`` is one configuration: ``lr`` (the plan's ``pivot_lr``) and any other
 :class:`agents.pivotrl.TrainConfig` field (``invalid_advantage``, ``kl_coef``, ``lambda_diff``,
 ``advantage``, ...). Every configuration (and each seed) trains PivotRL
-from the built-in base on the demo's tool-use *training* split with the ``make demo`` plan; profiling is
-done once and shared. Each is scored greedily per turn on **validation** records: ``--validation``
+from the built-in base on the demo's tool-use *training* split with the ``make demo`` plan (``--train``
+changes how many trajectories it holds; they follow the held-out ones); profiling is done once per
+training split and shared. Each is scored greedily per turn on **validation** records: ``--validation``
 conversations from the tool-use expert generator with seed :data:`VALIDATION_SEED`, disjoint from the
 bundled data (seed 0), the base model's mix (seed 1) and the generated held-out records (seed 2); any
 whose conversation equals a training or held-out one is dropped. Scores at step 10 and at the last step,
@@ -68,6 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--try", dest="tries", action="append", default=[],
                         help='one configuration, e.g. "lr=5e-5 invalid_advantage=-1" (repeatable; default: the plan\'s)')
+    parser.add_argument("--train", type=int, default=FULL.per_domain("train_limit", DOMAIN),
+                        help="tool-use training trajectories (results of another size go to OUT/train-N)")
     parser.add_argument("--seeds", type=int, default=1, help="PivotRL seeds per configuration (0, 1, ...)")
     parser.add_argument("--validation", type=int, default=30, help="validation conversations (seed 3)")
     parser.add_argument("--out", default="runs/tune-pivotrl")
@@ -76,10 +79,15 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     narrator = Narrator(console)
-    base = ready_base(FULL, out / "cache")
+    base = ready_base(FULL, Path(args.out) / "cache")
     if base is None:
         raise SystemExit("the built-in base model does not match the make-demo plan; run scripts/build_demo_base.py")
-    splits = split_data(out / "split", FULL, cache=out / "cache")
+    plan = plan_with(FULL, curve_every=10, train_limit=tuple(
+        (d, args.train if d == DOMAIN else n) for d, n in FULL.train_limit))
+    if args.train != FULL.per_domain("train_limit", DOMAIN):
+        out = out / f"train-{args.train}"
+        out.mkdir(parents=True, exist_ok=True)
+    splits = split_data(out / "split", plan, cache=out / "cache")
     exclude = {_conversation_key(t) for t in splits[DOMAIN]["train"] + splits[DOMAIN]["heldout"]}
     records = validation_records(args.validation, exclude)
     console.print(f"{len(records)} validation conversations, {sum(len(t.scored_turns) for t in records)} turns")
@@ -110,7 +118,7 @@ def main() -> None:
 
         run_dir = out / name.replace(" ", "_")
         summary = run_pivotrl("pivotrl", DOMAIN, base, splits[DOMAIN]["paths"]["train"], run_dir,
-                              plan_with(FULL, pivot_lr=lr, curve_every=10), narrator, seed=seed,
+                              plan_with(plan, pivot_lr=lr), narrator, seed=seed,
                               on_eval=on_eval, profile_from=profile_from,
                               **overrides)
         profile_from = profile_from or run_dir / "profile"
