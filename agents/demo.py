@@ -1183,6 +1183,13 @@ def _claim_cells(claim: str, c: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _times(ratio: float | None, fewer: str, more: str) -> str:
+    """A ratio E2E/PivotRL in words: ``2.00x fewer`` above 1, ``2.00x more`` (its inverse) below 1."""
+    if ratio is None:
+        return f"infinitely {fewer}"  # PivotRL had spent nothing at that checkpoint: E2E/0
+    return f"{ratio:.2f}x {fewer}" if ratio >= 1 else f"{1 / ratio:.2f}x {more}"
+
+
 def _cost_text(cmp: dict[str, Any] | None) -> str:
     if not cmp or cmp.get("target") is None:
         return "equal-accuracy curves: not run (`pivotrl demo --full` runs them)"
@@ -1192,8 +1199,11 @@ def _cost_text(cmp: dict[str, Any] | None) -> str:
              f"{cmp['pivotrl_rollout_turns']:,} rollout turns, {cmp['pivotrl_wall_clock_s']:.0f} s")
     if cmp.get("pivotrl") is None:
         return f"{target}: never reached by PivotRL (its best {100 * cmp['pivotrl_best']:.1f}%); {spent}"
-    text = (f"{target}: PivotRL reached it at step {cmp['pivotrl']['step']} with {cmp['turn_ratio']:.2f}x fewer "
-            f"rollout turns and {cmp['time_ratio']:.2f}x less wall-clock (ratios E2E/PivotRL; below 1: more)")
+    p, e = cmp["pivotrl"], cmp["e2e"]
+    text = (f"{target}: PivotRL reached it at step {p['step']} with {_times(cmp['turn_ratio'], 'fewer', 'more')} "
+            f"rollout turns and {_times(cmp['time_ratio'], 'less', 'more')} wall-clock (PivotRL {p['rollout_turns']:,} "
+            f"turns, {p['wall_clock_s']:.0f} s, profiling included; E2E RL {e['rollout_turns']:,} turns, "
+            f"{e['wall_clock_s']:.0f} s)")
     if cmp["pivotrl_best"] > cmp["target"]:
         text += f"; E2E RL never reached PivotRL's best {100 * cmp['pivotrl_best']:.1f}% within its budget"
     return f"{text}; {spent}"

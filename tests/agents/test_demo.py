@@ -309,3 +309,8 @@ def test_the_equal_accuracy_sentence_gives_ratios_or_says_never():
     better = [CurvePoint(0, 0, 5, 0.3), CurvePoint(3, 300, 100, 0.7)]
     assert "never reached by PivotRL (its best 60.0%)" in _cost_text({**equal_accuracy(pivot, better), **spent})
     assert "not run" in _cost_text(None)
+    # PivotRL paying more than E2E RL (profiling counts) reads as "more", with the inverse ratio
+    costly = [CurvePoint(0, 1000, 60, 0.3), CurvePoint(5, 1200, 100, 0.5)]
+    text = _cost_text({**equal_accuracy(costly, e2e), **spent})
+    assert f"{1200 / 600:.2f}x more rollout turns and {200 / 100:.2f}x less wall-clock" in text
+    assert "PivotRL 1,200 turns, 100 s, profiling included; E2E RL 600 turns, 200 s" in text
