@@ -1183,6 +1183,11 @@ def _claim_cells(claim: str, c: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _curve_estimate(point: dict[str, Any]) -> ev.Estimate | None:
+    """A checkpoint's per-turn accuracy with its cluster-bootstrap interval (None for reports without scores)."""
+    return ev.accuracy(point["per_trajectory"]) if point.get("per_trajectory") else None
+
+
 def _times(ratio: float | None, fewer: str, more: str) -> str:
     """A ratio E2E/PivotRL in words: ``2.00x fewer`` above 1, ``2.00x more`` (its inverse) below 1."""
     if ratio is None:
@@ -1275,11 +1280,12 @@ def _markdown(tables: dict[str, Any], report: dict[str, Any]) -> str:
         lines += ["", f"## Equal accuracy: PivotRL and E2E RL checkpoints on {curves['domain']} (first seed)", "",
                   "Held-out per-turn accuracy at checkpoints against cumulative rollout turns and training wall-clock "
                   "(profiling included, evaluation excluded); step 0 is the base model. Plot: `curves.png`.", "",
-                  "| method | step | rollout turns | wall-clock s | per-turn % |", "|---|---:|---:|---:|---:|"]
+                  "| method | step | rollout turns | wall-clock s | per-turn % [95% interval] |", "|---|---:|---:|---:|---:|"]
         for m in ("pivotrl", "e2e"):
             for p in curves.get(m, []):
+                est = _curve_estimate(p)
                 lines.append(f"| {LABELS[m]} | {p['step']} | {p['rollout_turns']:,} | {p['wall_clock_s']:.0f} | "
-                             f"{_pct(p['accuracy'])} |")
+                             f"{est.pct() if est else _pct(p['accuracy'])} |")
         lines += ["", _cost_text(cmp) + "."]
     lines += ["", "## Compute per method and domain (mean over seeds)", "",
               "| method | domain | rollout turns | generated tokens | sandbox s | wall-clock s |",
@@ -1420,14 +1426,18 @@ def _plots(out: Path, report: dict[str, Any]) -> None:
         for m, color in (("pivotrl", "#4878a8"), ("e2e", "#b05050")):
             pts = curves.get(m, [])
             if pts:
-                ax.plot([p[xkey] for p in pts], [100 * p["accuracy"] for p in pts], marker="o", color=color,
-                        label=LABELS[m])
+                # Error bars: each checkpoint's 95% interval, so that a one-point wiggle reads as noise.
+                ests = [_curve_estimate(p) for p in pts]
+                err = None if None in ests else [[100 * (p["accuracy"] - e.lo) for p, e in zip(pts, ests, strict=True)],
+                                                 [100 * (e.hi - p["accuracy"]) for p, e in zip(pts, ests, strict=True)]]
+                ax.errorbar([p[xkey] for p in pts], [100 * p["accuracy"] for p in pts], yerr=err, marker="o",
+                            color=color, capsize=3, label=LABELS[m])
         if cmp.get("target") is not None:
             ax.axhline(100 * cmp["target"], color="#888888", linestyle="--", linewidth=0.8,
                        label="E2E RL's best")
         ax.set_xlabel(xlabel, fontsize=8)
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel(f"held-out per-turn accuracy, % ({curves.get('domain')})", fontsize=8)
+    axes[0][0].set_ylabel(f"held-out per-turn accuracy, % ({curves.get('domain')}; 95% intervals)", fontsize=8)
     fig.suptitle("Equal-accuracy comparison: checkpoints of PivotRL and E2E RL from the same base", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=100)

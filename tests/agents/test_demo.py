@@ -219,6 +219,10 @@ def test_the_full_plan_in_miniature_has_seeds_ablations_curves_and_claims(tmp_pa
     assert (out / "curves.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "Equal accuracy" in md and "Per-turn accuracy of each seed's model" in md
+    # every checkpoint row of the equal-accuracy table carries its 95% interval
+    rows = [r.split("|") for r in md.splitlines() if r.startswith(("| PivotRL | ", "| E2E RL | ")) and r.count("|") == 6]
+    assert len(rows) == len(curves["pivotrl"]) + len(curves["e2e"])
+    assert all(r[2].strip().isdigit() and "[" in r[5] for r in rows), rows
     assert json.loads((out / "report.json").read_text())["tables"] == json.loads(json.dumps(report["tables"]))
 
 
