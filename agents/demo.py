@@ -745,13 +745,26 @@ def curve_is_flat(points: list[dict[str, Any]], patience: int, min_gain: float) 
     return len(accs) > patience and max(accs[-patience:]) < max(accs[:-patience]) + min_gain
 
 
+def greedy_turns(model: Any, tokenizer: Any, records: list[Trajectory], domain: str, plan: DemoPlan,
+                 label: str = "greedy", on_progress: Callable[[int], None] | None = None) -> Any:
+    """Greedy per-turn accuracy (an :class:`~agents.evaluate.TurnResult`) of a model in memory on ``records``:
+    checkpoints during training, and the build and tuning scripts' scores."""
+    from agents.policies.hf import HFPolicy
+
+    greedy = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=plan.max_new_tokens, name=label,
+                      batch_size=plan.generation_batch_size)
+    env = TrajectoryEnv(records, domain=domain)
+    try:
+        return evaluate_turns(env, greedy, batch_size=plan.eval_batch, on_progress=on_progress)
+    finally:
+        env.close()
+
+
 def checkpoint_scorer(domain: str, splits: dict[str, Any], plan: DemoPlan, narrator: Narrator, label: str,
                       base_turn: dict[str, Any], points: list[dict[str, Any]],
                       stop: Callable[[list[dict[str, Any]]], bool] | None = None) -> Callable[..., bool]:
     """The trainers' ``on_eval``: greedy per-turn accuracy of the model being trained on ``domain``'s held-out
     turns, appended to ``points`` with the compute spent so far. Step 0 is the base model, already scored."""
-    from agents.policies.hf import HFPolicy
-
     heldout = splits[domain]["heldout"]
     turns = sum(len(t.scored_turns) for t in heldout)
 
@@ -759,15 +772,9 @@ def checkpoint_scorer(domain: str, splits: dict[str, Any], plan: DemoPlan, narra
         if step == 0:
             result = base_turn
         else:
-            greedy = HFPolicy(policy.model, policy.tokenizer, temperature=0.0, max_new_tokens=plan.max_new_tokens,
-                              name=label, batch_size=plan.generation_batch_size)
-            env = TrajectoryEnv(heldout, domain=domain)
-            try:
-                with narrator.stage(f"{label}: step {step}, held-out {domain} turns", turns) as up:
-                    result = evaluate_turns(env, greedy, batch_size=plan.eval_batch,
-                                            on_progress=_accumulate(up)).to_dict()
-            finally:
-                env.close()
+            with narrator.stage(f"{label}: step {step}, held-out {domain} turns", turns) as up:
+                result = greedy_turns(policy.model, policy.tokenizer, heldout, domain, plan, label,
+                                      _accumulate(up)).to_dict()
         points.append({"step": step, "rollout_turns": int(compute["rollout_turns"]),
                        "wall_clock_s": float(compute["wall_clock_s"]), "accuracy": result["accuracy"], "turn": result})
         narrator.say(f"  {label} at step {step}: {100 * result['accuracy']:.1f}% per turn after "

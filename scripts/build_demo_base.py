@@ -22,24 +22,14 @@ from typing import Any
 
 from rich.console import Console
 
-from agents.demo import DOMAINS, FULL, SHIPPED_BASE, Narrator, build_base, split_data
+from agents.demo import DOMAINS, FULL, SHIPPED_BASE, Narrator, build_base, greedy_turns, split_data
 
 
 def training_split_accuracy(model: Any, tokenizer: Any, splits: dict[str, Any], domains: tuple[str, ...]) -> dict[str, Any]:
     """Greedy per-turn accuracy and verdict categories on each domain's demo training split."""
-    from agents.evaluate import evaluate_turns
-    from agents.policies.hf import HFPolicy
-    from pivot_envs.core import TrajectoryEnv
-
-    policy = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=FULL.max_new_tokens, name="base",
-                      batch_size=FULL.generation_batch_size)
     out = {}
     for d in domains:
-        env = TrajectoryEnv(splits[d]["train"], domain=d)
-        try:
-            r = evaluate_turns(env, policy, batch_size=FULL.eval_batch)
-        finally:
-            env.close()
+        r = greedy_turns(model, tokenizer, splits[d]["train"], d, FULL, "base")
         out[d] = {"turns": r.turns, "accuracy": r.accuracy, "categories": dict(r.categories.most_common(6))}
     return out
 

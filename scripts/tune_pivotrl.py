@@ -26,10 +26,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from agents.demo import FULL, Narrator, _conversation_key, plan_with, ready_base, run_pivotrl, split_data
-from agents.evaluate import evaluate_turns
+from agents.demo import (
+    FULL,
+    Narrator,
+    _conversation_key,
+    greedy_turns,
+    plan_with,
+    ready_base,
+    run_pivotrl,
+    split_data,
+)
 from agents.policies.hf import HFPolicy
-from pivot_envs.core import TrajectoryEnv
 from pivot_envs.trajectory import record_from_dict
 
 VALIDATION_SEED = 3
@@ -45,13 +52,7 @@ def validation_records(n: int, exclude: set[str]) -> list[Any]:
 
 
 def score(policy: Any, records: list[Any]) -> dict[str, Any]:
-    greedy = HFPolicy(policy.model, policy.tokenizer, temperature=0.0, max_new_tokens=FULL.max_new_tokens,
-                      name="validation", batch_size=FULL.generation_batch_size)
-    env = TrajectoryEnv(records, domain=DOMAIN)
-    try:
-        r = evaluate_turns(env, greedy, batch_size=FULL.eval_batch)
-    finally:
-        env.close()
+    r = greedy_turns(policy.model, policy.tokenizer, records, DOMAIN, FULL, "validation")
     return {"turns": r.turns, "accuracy": r.accuracy, "categories": dict(r.categories.most_common(5))}
 
 
@@ -76,17 +77,14 @@ def main() -> None:
     parser.add_argument("--out", default="runs/tune-pivotrl")
     args = parser.parse_args()
     console = Console()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     narrator = Narrator(console)
     base = ready_base(FULL, Path(args.out) / "cache")
     if base is None:
         raise SystemExit("the built-in base model does not match the make-demo plan; run scripts/build_demo_base.py")
     plan = plan_with(FULL, curve_every=10, train_limit=tuple(
         (d, args.train if d == DOMAIN else n) for d, n in FULL.train_limit))
-    if args.train != FULL.per_domain("train_limit", DOMAIN):
-        out = out / f"train-{args.train}"
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) / ("" if args.train == FULL.per_domain("train_limit", DOMAIN) else f"train-{args.train}")
+    out.mkdir(parents=True, exist_ok=True)
     splits = split_data(out / "split", plan, cache=out / "cache")
     exclude = {_conversation_key(t) for t in splits[DOMAIN]["train"] + splits[DOMAIN]["heldout"]}
     records = validation_records(args.validation, exclude)
