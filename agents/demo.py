@@ -471,6 +471,20 @@ def split_data(out: Path, plan: DemoPlan, cache: Path | None = None) -> dict[str
     return splits
 
 
+VALIDATION_SEED = 3
+"""Generator seed of validation records (bundled data 0, base mix 1, generated held-out 2): what the base
+model (scripts/build_demo_base.py) and PivotRL's settings (scripts/tune_pivotrl.py) are chosen on."""
+
+
+def validation_records(n: int, exclude: set[str]) -> list[Trajectory]:
+    """``n`` tool-use conversations from the expert generator with :data:`VALIDATION_SEED`, less any whose
+    conversation key is in ``exclude`` (pass the training and held-out splits' keys)."""
+    from pivot_envs.domains.tool_use.expert import generate
+
+    records = [record_from_dict({**r, "id": f"validation-{i:04d}"}) for i, r in enumerate(generate(n, seed=VALIDATION_SEED))]
+    return [t for t in records if _conversation_key(t) not in exclude]
+
+
 def _conversation_key(t: Trajectory) -> str:
     return hashlib.sha256(json.dumps(t.messages, sort_keys=True).encode()).hexdigest()
 

@@ -35,20 +35,11 @@ from agents.demo import (
     ready_base,
     run_pivotrl,
     split_data,
+    validation_records,
 )
 from agents.policies.hf import HFPolicy
-from pivot_envs.trajectory import record_from_dict
 
-VALIDATION_SEED = 3
-"""Generator seed of the validation records (bundled data 0, base mix 1, generated held-out 2)."""
 DOMAIN = "tool_use"
-
-
-def validation_records(n: int, exclude: set[str]) -> list[Any]:
-    from pivot_envs.domains.tool_use.expert import generate
-
-    records = [record_from_dict({**r, "id": f"validation-{i:04d}"}) for i, r in enumerate(generate(n, seed=VALIDATION_SEED))]
-    return [t for t in records if _conversation_key(t) not in exclude]
 
 
 def score(policy: Any, records: list[Any]) -> dict[str, Any]:

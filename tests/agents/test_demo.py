@@ -275,6 +275,33 @@ def test_pivotrl_settings_are_tuned_on_validation_records_disjoint_from_the_demo
         FULL, base_records=(("tool_use", FULL.per_domain("base_records", "tool_use")), ("terminal", 0))))}
 
 
+def test_the_base_build_script_reads_plan_changes_and_refuses_to_ship_them():
+    """scripts/build_demo_base.py --set: JSON values (lists become the plan's tuples); a field DemoPlan lacks
+    is an error; a changed plan without --out would replace the shipped base with one the demo never uses."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    spec = importlib.util.spec_from_file_location("build_demo_base", scripts / "build_demo_base.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    changes = build.parse_set(["base_steps=2400", 'base_records=[["tool_use",4000],["terminal",2400]]'])
+    assert changes == {"base_steps": 2400, "base_records": (("tool_use", 4000), ("terminal", 2400))}
+    assert plan_with(FULL, **changes).key() != FULL.key()
+    with pytest.raises(SystemExit, match="DemoPlan field"):
+        build.parse_set(["base_stepz=2400"])
+    with pytest.raises(SystemExit, match="DemoPlan field"):
+        build.parse_set(["base_steps"])
+    argv = sys.argv
+    try:
+        sys.argv = ["build_demo_base.py", "--set", "base_steps=10"]
+        with pytest.raises(SystemExit, match="--out"):
+            build.main()
+    finally:
+        sys.argv = argv
+
+
 def test_the_gpu_example_builds_a_base_the_demo_finds(tmp_path):
     """examples/demo_gpu.py (written for a GPU, not run there yet): its plan splits the data, and its
     pretrained base lands where run_demo looks for a cached base of that plan (smoke-tested on CPU, tiny)."""
