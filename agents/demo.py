@@ -330,6 +330,8 @@ class Narrator:
             bases = {key: self.done.get(key, 0.0) for _, _, key, _ in bars if key}
 
             def updater(task: TaskID, key: str | None, share: float) -> Callable[..., None]:
+                logged = [0]  # tenths of the bar already written as log lines
+
                 def update(done: int, total: int | None = None) -> None:
                     # progress.tasks is a list by position, not by id (ids outlive removed bars)
                     state = next(t for t in progress.tasks if t.id == task)
@@ -337,6 +339,11 @@ class Narrator:
                         progress.start_task(task)
                     progress.update(task, completed=done, **({"total": total} if total is not None else {}))
                     bar_total = state.total
+                    # Rich draws no bar into a file or pipe: a log gets a line at every tenth instead.
+                    if not self.console.is_terminal and bar_total and int(10 * done / bar_total) > logged[0]:
+                        logged[0] = int(10 * done / bar_total)
+                        self.say(f"  {state.description}: {done}/{int(bar_total)} "
+                                 f"({timedelta(seconds=round(state.elapsed or 0))})")
                     if key and bar_total:
                         self.advance(key, bases[key] + share * done / bar_total)
                 return update

@@ -116,6 +116,25 @@ def test_the_overall_bar_weighs_stages_by_expected_cost():
         assert narrator.fraction_done == 1.0 and set(narrator.seconds) == {"a", "b"}
 
 
+def test_a_log_file_gets_a_progress_line_at_every_tenth_of_a_bar():
+    """Rich draws no bars into a file or pipe (`pivotrl demo > log`, a CI log): the narrator writes
+    a line at each tenth instead, so an hour-long base build is not silent until it ends."""
+    import io
+
+    log = io.StringIO()
+    narrator = Narrator(Console(file=log, force_terminal=False, width=200))
+    with narrator.stage("base model: training", 40) as update:
+        for done in range(1, 41):
+            update(done)
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("  base model: training:")]
+    assert [line.split(": ")[2].split()[0] for line in lines] == [f"{4 * k}/40" for k in range(1, 11)]
+    shown = io.StringIO()
+    on_terminal = Narrator(Console(file=shown, force_terminal=True, width=200))
+    with on_terminal.stage("base model: training", 40) as update:
+        update(40)
+    assert "40/40 (" not in shown.getvalue()
+
+
 def test_the_built_in_base_matches_the_full_plan():
     stats = json.loads((SHIPPED_BASE / "base_stats.json").read_text())
     assert stats["plan_key"] == FULL.key(0) == QUICK.key(0)
