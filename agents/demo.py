@@ -68,10 +68,10 @@ class DemoPlan:
     layers: int = 3
     heads: int = 3
     vocab_size: int = 2048
-    base_records: tuple[tuple[str, int], ...] = (("tool_use", 2000), ("terminal", 800))
+    base_records: tuple[tuple[str, int], ...] = (("tool_use", 4000), ("terminal", 2400))
     """Generated agentic conversations per domain in the base mix (seed 1; the bundled data is seed 0, the
     generated held-out records seed 2)."""
-    base_steps: int = 1200
+    base_steps: int = 2400
     base_batch: int = 8
     """Agentic conversations per base step, all of one domain (drawn in proportion to ``base_records``, so a
     batch pads to its own domain's lengths); each step also trains on ``base_ood_batch`` OOD items."""
