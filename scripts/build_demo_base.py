@@ -5,7 +5,7 @@
 
 It trains a small Llama from scratch on the base mix of :func:`agents.demo.build_base` (conversations from
 both domains' expert generators with seed 1, disjoint from the bundled data and the held-out splits, plus
-the OOD items; about 25 minutes on 2 CPU cores for 1,200 steps) and replaces agents/demo_base/ with the result.
+the OOD items; about 65 minutes on 2 CPU cores for 2,400 steps) and replaces agents/demo_base/ with the result.
 
 At every checkpoint it scores the model greedily on the demo's *training* split (never the held-out one):
 tool use at every checkpoint, terminal (Docker-verified) at the last, and at the last also 30 tool-use
