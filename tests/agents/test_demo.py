@@ -305,8 +305,8 @@ def test_the_base_build_script_reads_plan_changes_and_refuses_to_ship_them():
     spec = importlib.util.spec_from_file_location("build_demo_base", scripts / "build_demo_base.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    changes = build.parse_set(["base_steps=2400", 'base_records=[["tool_use",4000],["terminal",2400]]'])
-    assert changes == {"base_steps": 2400, "base_records": (("tool_use", 4000), ("terminal", 2400))}
+    changes = build.parse_set(["base_steps=600", 'base_records=[["tool_use",500],["terminal",300]]'])
+    assert changes == {"base_steps": 600, "base_records": (("tool_use", 500), ("terminal", 300))}
     assert plan_with(FULL, **changes).key() != FULL.key()
     with pytest.raises(SystemExit, match="DemoPlan field"):
         build.parse_set(["base_stepz=2400"])
