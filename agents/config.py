@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -35,6 +36,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(f"{key}: {value!r} fits none of {annotation}")
     if origin is tuple:
+        if isinstance(value, str) and value.lstrip().startswith("["):  # nested tuples: a JSON list of lists
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{key}: {value!r} is not a JSON list ({exc})") from exc
         items = value.split(",") if isinstance(value, str) else list(value)
         if len(items) != len(args) and not (len(args) == 2 and args[1] is Ellipsis):
             raise ConfigError(f"{key}: expected {len(args)} comma-separated values, got {value!r}")

@@ -12,9 +12,9 @@ tool use at every checkpoint, terminal (Docker-verified) at the last, and at the
 validation conversations (:func:`agents.demo.validation_records`). Those figures, the ones the model size,
 data mix and training length were chosen on, go into ``base_stats.json`` as ``train_split_accuracy``.
 
-``--set key=value`` (repeatable) trains with other base sizes than the plan's (any ``DemoPlan`` field; JSON
-values, lists become tuples, e.g. ``--set 'base_records=[["tool_use",4000],["terminal",2400]]'``); such a
-try needs ``--out`` and leaves agents/demo_base/ alone. To ship a try, make its values the ``DemoPlan``
+``--set key=value`` (repeatable) trains with other base sizes than the plan's (any ``DemoPlan`` field, typed
+as ``pivotrl train --set`` types them; a tuple field takes a JSON list of lists, e.g.
+``--set 'base_records=[["tool_use",4000],["terminal",2400]]'``); such a try needs ``--out`` and leaves agents/demo_base/ alone. To ship a try, make its values the ``DemoPlan``
 defaults and copy its directory to agents/demo_base/ (its ``plan_key`` then matches).
 """
 
@@ -29,10 +29,12 @@ from typing import Any
 
 from rich.console import Console
 
+from agents.config import ConfigError, load_config
 from agents.demo import (
     DOMAINS,
     FULL,
     SHIPPED_BASE,
+    DemoPlan,
     Narrator,
     _conversation_key,
     build_base,
@@ -52,22 +54,14 @@ def training_split_accuracy(model: Any, tokenizer: Any, splits: dict[str, Any], 
     return out
 
 
-def _tuples(value: Any) -> Any:
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["base_steps=2400", ...]`` -> ``{"base_steps": 2400, ...}`` (JSON values; lists become tuples)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not hasattr(FULL, key):
-            raise SystemExit(f"--set: {item!r} is not FIELD=VALUE with a DemoPlan field")
-        try:
-            out[key] = _tuples(json.loads(value))
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    """``["base_steps=2400", ...]`` -> ``{"base_steps": 2400, ...}``, typed by ``DemoPlan``'s fields
+    (:func:`agents.config.load_config`; a tuple field takes a JSON list of lists)."""
+    try:
+        plan = load_config(DemoPlan, overrides=items)
+    except ConfigError as exc:
+        raise SystemExit(f"--set: {exc} (each must be FIELD=VALUE with a DemoPlan field)") from exc
+    return {key: getattr(plan, key) for key in (item.partition("=")[0].strip() for item in items)}
 
 
 def main() -> None:
@@ -107,7 +101,7 @@ def main() -> None:
 
         path, stats = build_base(plan, Path(tmp), Narrator(console), seed=0, rebuild=True,
                                  on_checkpoint=on_checkpoint, checkpoint_every=args.checkpoint_every)
-        stats["changes"] = {k: v for k, v in changes.items()}
+        stats["changes"] = changes
         stats["train_split_accuracy"] = scores
         (path / "base_stats.json").write_text(json.dumps(stats, indent=2))
         target = Path(args.out) if args.out else SHIPPED_BASE
