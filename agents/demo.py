@@ -170,17 +170,12 @@ QUICK = DemoPlan(  # the same base model as FULL (the built-in one); smaller eve
     e2e_steps=(("tool_use", 1), ("terminal", 1)), e2e_tasks=1, e2e_group=2, max_new_tokens=32, ood_per_family=4,
 )
 COMPLETE = replace(  # `pivotrl demo --full`: three seeds, both ablations, the equal-accuracy curves
-    FULL, seeds=3, ablations=True, curve_domain="tool_use", heldout_generated=(("tool_use", 30), ("terminal", 0)),
+    FULL, seeds=3, ablations=True, curve_domain="tool_use", heldout_generated=(("tool_use", 30), ("terminal", 80)),
 )
-"""The held-out sets of :data:`FULL` plus 30 generated tool-use records (about 600 tool-use turns in 90
-trajectories: the cluster bootstrap over :data:`FULL`'s 60 gave the base +-5.8 points; 90 bring it under
-+-5) and the same 90 terminal turns (each costs two Docker forks). :data:`COMPLETE_TERMINAL` holds about
-400 terminal turns too."""
-COMPLETE_TERMINAL = replace(COMPLETE, heldout=(("tool_use", 60), ("terminal", 50)),
-                            heldout_generated=(("tool_use", 30), ("terminal", 55)))
-"""``--full`` with about 400 held-out terminal turns (50 bundled trajectories and 55 generated with
-:data:`HELDOUT_SEED`): +-5-point intervals in both domains, at the cost of ~300 more Docker-verified
-turns per terminal model."""
+"""The held-out sets of :data:`FULL` (the same training splits) plus generated records, for +-5-point intervals
+in both domains: 30 tool-use records (about 600 turns in 90 trajectories; the cluster bootstrap over
+:data:`FULL`'s 60 gave the base +-5.8 points) and 80 terminal records (about 420 turns in 105 trajectories;
+:data:`FULL`'s 90 turns gave +-9)."""
 
 METHODS = ("base", "sft", "pivotrl", "e2e")
 LABELS = {"base": "Base", "sft": "SFT", "pivotrl": "PivotRL", "e2e": "E2E RL",
@@ -378,6 +373,9 @@ _EVAL_FACTOR = 2.0
 costs about twice a profiling sample."""
 _E2E_FACTOR = 3.0
 """An E2E episode turn also re-encodes the growing episode for the loss: about three profiling samples."""
+_RESTORE_S = {"tool_use": 0.0005, "terminal": 0.2}
+"""Restoring one held-out state the first time (the base model's scoring): later models find it in the run's
+held-out env (:func:`heldout_env`)."""
 _SANITY_TURN_S = {"tool_use": 0.01, "terminal": 0.2}
 """Replay and random policies: restoring and verifying one held-out turn (no model)."""
 
@@ -400,13 +398,13 @@ def plan_stages(plan: DemoPlan, splits: dict[str, dict[str, Any]], variants: dic
     gen = _GEN_TURN_S + _GEN_TOKEN_S * plan.max_new_tokens
     ood = len(eval_items(plan.ood_per_family)) * _OOD_ITEM_S
 
-    def turn_eval(d: str) -> float:
-        return sizes[d]["held_turns"] * (_EVAL_FACTOR * gen + _VERIFY_S[d])
+    def turn_eval(d: str, restore: bool = False) -> float:
+        return sizes[d]["held_turns"] * (_EVAL_FACTOR * gen + _VERIFY_S[d] + _RESTORE_S[d] * restore)
 
-    def evaluation(domains: tuple[str, ...]) -> dict[str, float]:
+    def evaluation(domains: tuple[str, ...], first: bool = False) -> dict[str, float]:
         parts = {}
         for d in domains:
-            parts[f"{d}/turn"] = turn_eval(d)
+            parts[f"{d}/turn"] = turn_eval(d, restore=first)
             parts[f"{d}/episode"] = sizes[d]["task_turns"] * (_EVAL_FACTOR * gen + _EXEC_S[d])
         parts["ood"] = ood
         return parts
@@ -415,7 +413,7 @@ def plan_stages(plan: DemoPlan, splits: dict[str, dict[str, Any]], variants: dic
                     sum(2 * _SANITY_TURN_S[d] * sizes[d]["task_turns"] * 2 for d in DOMAINS))]
     if train_base:
         stages.append(Stage("base-train", "base model: training", plan.base_steps * _BASE_STEP_S))
-    shares: dict[str, dict[str, float]] = {"eval:base": evaluation(DOMAINS)}
+    shares: dict[str, dict[str, float]] = {"eval:base": evaluation(DOMAINS, first=True)}
     stages.append(Stage("eval:base", "Base: held-out scoring", sum(shares["eval:base"].values())))
     for d in DOMAINS:
         z = sizes[d]
@@ -766,19 +764,49 @@ def curve_is_flat(points: list[dict[str, Any]], patience: int, min_gain: float) 
     return len(accs) > patience and max(accs[-patience:]) < max(accs[:-patience]) + min_gain
 
 
+def heldout_env(splits: dict[str, dict[str, Any]], domain: str) -> TrajectoryEnv:
+    """``domain``'s held-out env, made on first use and kept for the run (:func:`run_demo` closes it).
+
+    Every model is scored on the same states, so each state's world is restored once and then comes from the
+    env's snapshot cache (a restore is indistinguishable from a replay: the ``state_digest`` contract). A
+    terminal state's first restore costs about 0.2 s of Docker archive work, so scoring ten models on 400
+    terminal turns would otherwise spend some 13 minutes restoring the same worlds again.
+    """
+    split = splits[domain]
+    if split.get("env") is None:
+        split["env"] = TrajectoryEnv(split["heldout"], domain=domain)
+    return split["env"]
+
+
+@contextlib.contextmanager
+def closing_heldout_envs(splits: dict[str, dict[str, Any]]) -> Iterator[None]:
+    """Closes the held-out envs :func:`heldout_env` made (and their sandboxes) when the block ends, however."""
+    try:
+        yield
+    finally:
+        for split in splits.values():
+            env = split.pop("env", None)
+            if env is not None:
+                env.close()
+
+
 def greedy_turns(model: Any, tokenizer: Any, records: list[Trajectory], domain: str, plan: DemoPlan,
-                 label: str = "greedy", on_progress: Callable[[int], None] | None = None) -> Any:
+                 label: str = "greedy", on_progress: Callable[[int], None] | None = None,
+                 env: TrajectoryEnv | None = None) -> Any:
     """Greedy per-turn accuracy (an :class:`~agents.evaluate.TurnResult`) of a model in memory on ``records``:
-    checkpoints during training, and the build and tuning scripts' scores."""
+    checkpoints during training, and the build and tuning scripts' scores. ``env``: an env already holding
+    ``records`` (kept open; see :func:`heldout_env`), else one is made and closed here."""
     from agents.policies.hf import HFPolicy
 
     greedy = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=plan.max_new_tokens, name=label,
                       batch_size=plan.generation_batch_size)
-    env = TrajectoryEnv(records, domain=domain)
+    own = env is None
+    env = env or TrajectoryEnv(records, domain=domain)
     try:
         return evaluate_turns(env, greedy, batch_size=plan.eval_batch, on_progress=on_progress)
     finally:
-        env.close()
+        if own:
+            env.close()
 
 
 def checkpoint_scorer(domain: str, splits: dict[str, Any], plan: DemoPlan, narrator: Narrator, label: str,
@@ -795,7 +823,7 @@ def checkpoint_scorer(domain: str, splits: dict[str, Any], plan: DemoPlan, narra
         else:
             with narrator.stage(f"{label}: step {step}, held-out {domain} turns", turns) as up:
                 result = greedy_turns(policy.model, policy.tokenizer, heldout, domain, plan, label,
-                                      _accumulate(up)).to_dict()
+                                      _accumulate(up), env=heldout_env(splits, domain)).to_dict()
         points.append({"step": step, "rollout_turns": int(compute["rollout_turns"]),
                        "wall_clock_s": float(compute["wall_clock_s"]), "accuracy": result["accuracy"], "turn": result})
         narrator.say(f"  {label} at step {step}: {100 * result['accuracy']:.1f}% per turn after "
@@ -837,14 +865,10 @@ def evaluate_model(model: Path, splits: dict[str, Any], plan: DemoPlan, narrator
                 if key:
                     narrator.advance(key, narrator.done.get(key, 0.0) + share(f"{name}/turn"))
             else:
-                env = TrajectoryEnv(heldout, domain=name)
                 turns = sum(len(t.scored_turns) for t in heldout)
-                try:
-                    with narrator.stage(f"{label}: held-out {name} turns", turns, key, share(f"{name}/turn")) as up:
-                        per_turn = evaluate_turns(env, policy, batch_size=plan.eval_batch,
-                                                  on_progress=_accumulate(up)).to_dict()
-                finally:
-                    env.close()
+                with narrator.stage(f"{label}: held-out {name} turns", turns, key, share(f"{name}/turn")) as up:
+                    per_turn = evaluate_turns(heldout_env(splits, name), policy, batch_size=plan.eval_batch,
+                                              on_progress=_accumulate(up)).to_dict()
             with narrator.stage(f"{label}: held-out {name} tasks", len(tasks), key, share(f"{name}/episode")) as up:
                 episodes = evaluate_episodes(tasks, policy, domain=name, parallel=len(tasks),
                                              on_progress=_accumulate(up))
@@ -868,7 +892,8 @@ def ood_scores(policy: Any, items: list[Any], batch_size: int = 64) -> dict[str,
 
 
 def sanity(splits: dict[str, Any], narrator: Narrator) -> dict[str, Any]:
-    """Replay and random policies on every bundled env's held-out tasks: 100% and about 0%."""
+    """Replay and random policies on every bundled env's held-out tasks: 100% and about 0% (their turns in the
+    run's held-out env, :func:`heldout_env`, whose restored states the models' scoring then reuses)."""
     from agents.policies import RandomAgent, ReplayAgent
 
     out = {}
@@ -877,11 +902,7 @@ def sanity(splits: dict[str, Any], narrator: Narrator) -> dict[str, Any]:
             tasks = splits[name]["tasks"]
             row = {}
             for policy in (ReplayAgent(tasks), RandomAgent(seed=0)):
-                env = TrajectoryEnv(tasks, domain=name)
-                try:
-                    turn = evaluate_turns(env, policy)
-                finally:
-                    env.close()
+                turn = evaluate_turns(heldout_env(splits, name), policy, trajectory_ids=[t.id for t in tasks])
                 episode = evaluate_episodes(tasks, policy, domain=name, parallel=len(tasks))
                 row[policy.name] = {"turn": turn.accuracy, "episode": episode.success_rate}
             out[name] = row
@@ -944,7 +965,7 @@ def run_demo(out_dir: str | Path = "runs/demo", *, quick: bool = False, full: bo
     evals: dict[str, Any] = {}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     curves: dict[str, Any] = {}
-    with narrator.live(stages):
+    with narrator.live(stages), closing_heldout_envs(splits):
         narrator.say("  Sanity check: the demonstration itself must score 100%, a random policy about 0%.")
         report["sanity"] = sanity(splits, narrator)
 

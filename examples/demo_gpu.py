@@ -11,7 +11,7 @@ What it does (NOT RUN YET: written on a machine without a GPU; the figures below
    for a cached base of this plan (``<cache>/base-<plan key>``), so the demo uses it as is.
 2. Runs :func:`agents.demo.run_demo` with :data:`GPU`: the ``--full`` experiment (3 seeds, both
    ablations, PivotRL vs E2E RL checkpoint curves) with about 400 held-out turns in *both* domains
-   (terminal: 55 generated held-out trajectories, seed 2), every OOD item, K=8 profiling, longer GRPO
+   (terminal: 80 generated held-out trajectories, seed 2, as ``pivotrl demo --full``), every OOD item, K=8 profiling, longer GRPO
    and E2E budgets, batched generation and bf16 on ``cuda``. Same ``report.md`` / ``report.json`` /
    plots as the CPU demo.
 
@@ -22,10 +22,11 @@ Sizing for one H100/H200 (80-141 GB), estimated, not measured:
   logits and activations. Peak about 15 GB of GPU memory; one trainer runs at a time.
 * time: GPU work (base pretraining ~2 min, greedy scoring of ~400 turns in batches of 128: seconds per
   model) is not the bottleneck; the terminal domain's verification is: every scored terminal turn runs
-  two Docker forks (about 1 s today, ~0.05 s with the faster executor), and the terminal evaluations of
-  this plan score ~4,000 turns in all. With the fast executor the whole run should take under 10
-  minutes; with ~1 s per terminal turn it takes over an hour (pass ``--terminal-turns 90`` for the
-  default plan's 90 terminal turns, about 15 minutes then). Without a Docker daemon the terminal tasks
+  the demonstrated and the sampled command on warm Docker workers (about 0.07 s on 2 CPU cores, plus
+  about 0.2 s to restore a state the first time: the run keeps one held-out env, so each state is
+  restored once), and the terminal evaluations of this plan score ~4,000 turns in all: about 5 minutes
+  of verification, so the whole run should take under 10 minutes (``--terminal-turns 90``, the default
+  plan's 90 terminal turns, saves about 4 of them). Without a Docker daemon the terminal tasks
   run in local processes (faster, not isolated).
 """
 
@@ -34,10 +35,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agents.demo import COMPLETE_TERMINAL, Narrator, build_base, plan_with, run_demo
+from agents.demo import COMPLETE, Narrator, build_base, plan_with, run_demo
 
 GPU = plan_with(
-    COMPLETE_TERMINAL,
+    COMPLETE,
     # the base model (built on the GPU by pretrain_base below, with the CPU demo's own build_base)
     hidden_size=512, layers=8, heads=8, vocab_size=4096, base_records=(("tool_use", 2000), ("terminal", 800)),
     base_steps=2000, base_batch=16,
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--cache-dir", default="runs/demo-gpu-cache")
     ap.add_argument("--seeds", type=int, default=GPU.seeds)
     ap.add_argument("--terminal-turns", type=int, choices=(90, 400), default=400,
-                    help="held-out terminal turns: 400 (+-5-point intervals) or 90 (the CPU demo's default)")
+                    help="held-out terminal turns: 400 (+-5-point intervals, as `pivotrl demo --full`) or 90 (as `make demo`)")
     args = ap.parse_args()
     import torch
 

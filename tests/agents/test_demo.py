@@ -191,6 +191,7 @@ TINY_FULL = plan_with(TINY, seeds=2, ablations=True, curve_domain="tool_use", cu
 def test_the_full_plan_in_miniature_has_seeds_ablations_curves_and_claims(tmp_path, local_shell_worlds, monkeypatch):
     import dataclasses
 
+    import agents.demo
     import agents.pivotrl
     from agents.profile import select_pivots
 
@@ -198,8 +199,23 @@ def test_the_full_plan_in_miniature_has_seeds_ablations_curves_and_claims(tmp_pa
     # here two random candidate turns stand in for the pivots, so its curve has trained checkpoints.
     monkeypatch.setattr(agents.pivotrl, "select_pivots", lambda rows, config: select_pivots(
         rows, dataclasses.replace(config, random_turns=True, cap=2)))
+    made: list[tuple[list[str], agents.demo.TrajectoryEnv]] = []
+
+    class RecordedEnv(agents.demo.TrajectoryEnv):
+        def __init__(self, trajectories, *args, **kwargs):
+            super().__init__(trajectories, *args, **kwargs)
+            made.append(([t.id for t in trajectories], self))
+
+    monkeypatch.setattr(agents.demo, "TrajectoryEnv", RecordedEnv)
     out = tmp_path / "full"
     report = run_demo(out, plan=TINY_FULL, cache_dir=tmp_path / "cache", console=Console(quiet=True))
+    # every model (2 seeds x 5 methods, and the checkpoints) is scored in one held-out env per domain, so each
+    # state's world is restored once for the run; the envs are closed when it ends
+    for d in DOMAINS:
+        heldout = [json.loads(line)["id"] for line in (out / "data" / f"{d}-heldout.jsonl").read_text().splitlines()]
+        envs = [env for ids, env in made if ids == heldout]
+        assert len(envs) == 1, (d, len(envs))
+        assert envs[0].sandbox is None and envs[0]._traj is not None
     assert report["seeds"] == [0, 1]
     core = {**report["tables"], **{k: [r for r in report["tables"][k] if r["method"] in METHOD_ROWS]
                                    for k in ("in_domain", "ood", "compute")}}
@@ -247,22 +263,28 @@ def test_the_full_plan_in_miniature_has_seeds_ablations_curves_and_claims(tmp_pa
 
 def test_held_out_sets_are_sized_for_five_point_intervals(tmp_path):
     """About 400 turns where the plan promises +-5 points at 50% accuracy (tool use in every plan but the
-    quick one; terminal in COMPLETE_TERMINAL, which tops the bundled records up with generated ones)."""
-    from agents.demo import COMPLETE, COMPLETE_TERMINAL, split_data
+    quick one; terminal in COMPLETE, which tops the bundled records up with generated ones), on the same
+    training split as make demo's."""
+    from agents.demo import COMPLETE, _conversation_key, split_data
     from agents.evidence import half_width_at
 
-    for plan, domains in ((FULL, ("tool_use",)), (COMPLETE, ("tool_use",)), (COMPLETE_TERMINAL, DOMAINS)):
-        splits = split_data(tmp_path / "out", plan, tmp_path / "cache")
+    full = split_data(tmp_path / "full", FULL, tmp_path / "cache")
+    complete = split_data(tmp_path / "out", COMPLETE, tmp_path / "cache")
+    for splits, domains in ((full, ("tool_use",)), (complete, DOMAINS)):
         for d in domains:
             turns = sum(len(t.scored_turns) for t in splits[d]["heldout"])
             assert half_width_at(0.5, turns) <= 0.05, (d, turns)
             train_ids = {t.id for t in splits[d]["train"]}
             assert not train_ids & {t.id for t in splits[d]["heldout"]}
-    assert split_data(tmp_path / "out", COMPLETE_TERMINAL, tmp_path / "cache")["terminal"]["generated"] > 0
+            keys = [_conversation_key(t) for t in splits[d]["heldout"]]
+            assert len(set(keys)) == len(keys), d
+    for d in DOMAINS:
+        assert [t.id for t in complete[d]["train"]] == [t.id for t in full[d]["train"]]
+        assert complete[d]["generated"] > 0
     # Turns of one trajectory move together, so the cluster bootstrap needs trajectories, not only turns: FULL's
-    # 60 tool-use ones gave the base +-5.8 points; --full holds 90.
-    complete = split_data(tmp_path / "out", COMPLETE, tmp_path / "cache")["tool_use"]
-    assert len(complete["heldout"]) >= 90 and complete["generated"] == 30
+    # 60 tool-use ones gave the base +-5.8 points and its 25 terminal ones +-9; --full holds 90 and 105.
+    assert len(complete["tool_use"]["heldout"]) >= 90 and complete["tool_use"]["generated"] == 30
+    assert len(complete["terminal"]["heldout"]) >= 100
     assert COMPLETE.seeds == 3 and COMPLETE.ablations and COMPLETE.curve_domain
 
 
