@@ -800,13 +800,13 @@ def greedy_turns(model: Any, tokenizer: Any, records: list[Trajectory], domain: 
 
     greedy = HFPolicy(model, tokenizer, temperature=0.0, max_new_tokens=plan.max_new_tokens, name=label,
                       batch_size=plan.generation_batch_size)
-    own = env is None
-    env = env or TrajectoryEnv(records, domain=domain)
+    if env is not None:
+        return evaluate_turns(env, greedy, batch_size=plan.eval_batch, on_progress=on_progress)
+    env = TrajectoryEnv(records, domain=domain)
     try:
         return evaluate_turns(env, greedy, batch_size=plan.eval_batch, on_progress=on_progress)
     finally:
-        if own:
-            env.close()
+        env.close()
 
 
 def checkpoint_scorer(domain: str, splits: dict[str, Any], plan: DemoPlan, narrator: Narrator, label: str,
